@@ -1,0 +1,58 @@
+# hlnet_add_spec(<spec.json>): compile a model spec into its pipelines, its
+# step code (<name>_graph), its trainer (<name>_train) and its benchmark
+# (<name>_bench), all under ${CMAKE_BINARY_DIR}/<name>/.
+#
+# specc runs at configure time because the set of pipelines (CMake targets)
+# depends on the spec. Editing a spec re-runs it on the next build; pipelines
+# are named from their configuration, so only changed ones are recompiled.
+
+set(HLNET_SPECC_BUILD ${CMAKE_BINARY_DIR}/_specc)
+set(HLNET_SPECC ${HLNET_SPECC_BUILD}/specc)
+file(GLOB_RECURSE hlnet_specc_sources CONFIGURE_DEPENDS
+     ${CMAKE_SOURCE_DIR}/build_tools/specc/*.cpp ${CMAKE_SOURCE_DIR}/build_tools/specc/*.h)
+
+# Build the host specc once per configure (incremental: a no-op when unchanged).
+execute_process(
+  COMMAND ${CMAKE_COMMAND} -S ${CMAKE_SOURCE_DIR}/build_tools -B ${HLNET_SPECC_BUILD}
+          -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
+          -DHLNET_SPECC_ONLY=ON
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "configuring specc failed:\n${out}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${HLNET_SPECC_BUILD} --target specc
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "building specc failed:\n${out}")
+endif()
+
+function(hlnet_add_spec spec)
+  get_filename_component(spec "${spec}" ABSOLUTE)
+  get_filename_component(name "${spec}" NAME_WE)
+  set(out ${CMAKE_BINARY_DIR}/${name})
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${spec} ${hlnet_specc_sources})
+
+  execute_process(COMMAND ${HLNET_SPECC} emit ${spec} --out ${out}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE specc_out ERROR_VARIABLE specc_err)
+  if(NOT rc EQUAL 0)
+    string(STRIP "${specc_err}" specc_err)
+    message(FATAL_ERROR "${specc_err}")
+  endif()
+
+  set(HLNET_CURRENT_PIPELINES "")
+  include(${out}/pipelines.cmake)
+
+  add_library(${name}_graph STATIC ${out}/${name}_graph.cpp)
+  target_include_directories(${name}_graph PUBLIC ${CMAKE_SOURCE_DIR}/runtime)
+  target_link_libraries(${name}_graph PUBLIC ${HLNET_CURRENT_PIPELINES} hlnet_halide_runtime)
+
+  add_executable(${name}_train ${CMAKE_SOURCE_DIR}/runtime/train_main.cpp)
+  target_link_libraries(${name}_train PRIVATE hlnet_runtime ${name}_graph)
+  set_target_properties(${name}_train PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${out})
+
+  if(EXISTS ${CMAKE_SOURCE_DIR}/runtime/bench_main.cpp)
+    add_executable(${name}_bench ${CMAKE_SOURCE_DIR}/runtime/bench_main.cpp)
+    target_link_libraries(${name}_bench PRIVATE hlnet_runtime ${name}_graph)
+    set_target_properties(${name}_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${out})
+  endif()
+endfunction()

@@ -1,0 +1,101 @@
+// The interface between the trainer core (runtime/) and the step code that
+// build_tools/specc generates for one spec (build/NAME/NAME_graph.cpp).
+//
+// Everything here has fixed shapes chosen at build time. The trainer owns the
+// memory (five flat arenas); the generated Graph only makes typed views into
+// them, once, and calls the ahead-of-time compiled Halide pipelines in order.
+#pragma once
+
+#include <cstdint>
+
+#include "HalideRuntime.h"
+
+namespace hlnet {
+
+enum class Init { Xavier, Zeros, Ones };
+
+// One named tensor of the checkpoint, in the layout PyTorch uses for it
+// (conv OIHW, dense [out, in], batch-norm vectors [C]).
+struct TensorInfo {
+    const char *name;   // e.g. "stage2.0.conv1.weight", equal to the PyTorch state_dict key
+    int64_t offset;     // in floats, from the start of its arena (params or state)
+    int rank;           // 1, 2 or 4
+    int64_t shape[4];   // PyTorch order, unused entries 0
+    Init init;
+    int64_t fan_in;     // channels x kh x kw (Xavier); 0 when init is not Xavier
+    int64_t fan_out;
+};
+
+// Everything the trainer needs to know about the model and its recipe.
+struct ModelInfo {
+    const char *name;            // spec name, e.g. "resnet18"
+    int batch;                   // N of every pipeline
+    int channels, height, width; // network input after resize
+    int classes;
+    int64_t param_floats;        // size of the params, grads and velocity arenas (same layout)
+    int64_t state_floats;        // size of the BN running-statistics arena
+    int64_t activation_bytes;    // size of the planned activation arena (liveness reuse applied)
+    const TensorInfo *params;    // trainable tensors, in arena order
+    int num_params;
+    const TensorInfo *states;    // "<bn>.running_mean" (init Zeros) and "<bn>.running_var" (init Ones)
+    int num_states;
+    // Recipe (the spec's training and data sections).
+    float lr, momentum, weight_decay;
+    int epochs;
+    uint64_t seed;
+    const char *dataset;         // "fashion-mnist"
+};
+
+// The five arenas, allocated by the trainer as 1-D buffers (params, grads,
+// velocity and state: float32; activations: uint8 bytes). On a GPU target they
+// are device allocations that live for the whole run.
+struct Arenas {
+    halide_buffer_t *params;
+    halide_buffer_t *grads;
+    halide_buffer_t *velocity;
+    halide_buffer_t *state;
+    halide_buffer_t *activations;
+};
+
+// One batch, as indices into the resident dataset.
+struct Batch {
+    halide_buffer_t *images;  // uint8 (src_w, src_h, count): the whole split, resident
+    halide_buffer_t *labels;  // uint8 (count)
+    halide_buffer_t *indices; // int32 (batch): which images form this batch
+};
+
+struct Metrics {
+    float loss;   // mean softmax cross-entropy over the valid rows of the batch
+    int correct;  // rows whose arg-max logit equals the label
+};
+
+class Graph {
+public:
+    explicit Graph(const Arenas &arenas);  // makes every view once; no allocation afterwards
+    ~Graph();
+    Graph(const Graph &) = delete;
+    Graph &operator=(const Graph &) = delete;
+
+    // Input pipeline, every layer forward and the loss. training=true uses batch
+    // statistics and updates the BN running statistics; false uses the running
+    // statistics. Only the first `valid` rows count in the metrics and in dlogits.
+    int forward(const Batch &batch, bool training, int valid, Metrics *metrics);
+    // Every layer backward, from the loss of the last forward(training=true);
+    // writes the grads arena.
+    int backward();
+    // One SGD step over the flat arenas (PyTorch semantics):
+    // v = momentum * v + (g + weight_decay * p);  p -= lr * v.
+    int update(float lr, float momentum, float weight_decay);
+
+    // A named activation view ("images", "labels", "logits", or any node's
+    // output by its spec name), for tests; nullptr if there is none.
+    halide_buffer_t *tensor(const char *name);
+
+private:
+    struct Views;
+    Views *views_;
+};
+
+const ModelInfo &model_info();
+
+}  // namespace hlnet
