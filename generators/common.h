@@ -1,0 +1,93 @@
+// Shared by every hlnet generator: shape pinning and the small schedules that
+// most pipelines use. The contract these follow is docs/INTERNALS.md.
+#pragma once
+
+#include <vector>
+
+#include "Halide.h"
+
+namespace hlnet {
+
+using namespace Halide;
+
+// Pins a buffer to one shape: min 0, dense strides, the exact extents (Halide
+// order, innermost first), and estimates equal to that shape. A negative extent
+// leaves that dimension's extent free (only the input pipeline's image count);
+// every dimension after a free one is left unconstrained too.
+template <typename Buf>
+void pin_shape(Buf &buf, const std::vector<int> &extents, int free_estimate = 1) {
+    Region estimates;
+    int stride = 1;
+    bool free = false;
+    for (size_t i = 0; i < extents.size(); i++) {
+        int e = extents[i];
+        auto d = buf.dim(static_cast<int>(i));
+        d.set_min(0);
+        if (!free) d.set_stride(stride);
+        if (e < 0) {
+            free = true;
+            estimates.push_back({0, free_estimate});
+        } else {
+            d.set_extent(e);
+            estimates.push_back({0, e});
+            stride *= e;
+        }
+    }
+    buf.set_estimates(estimates);
+}
+
+// ReLU and its gradient, written once for the standalone ops and the fused batch norm.
+inline Expr relu(Expr v) { return max(v, 0.0f); }
+// The mask is taken from the ReLU's output: output > 0 exactly where input > 0.
+inline Expr relu_grad(Expr output, Expr d_output) { return select(output > 0.0f, d_output, 0.0f); }
+
+// Sliding-window geometry, shared by convolution and pooling, forward and backward.
+// Output extent: (in + 2P - K)/S + 1.
+inline int window_out(int in, int K, int S, int P) { return (in + 2 * P - K) / S + 1; }
+// Input pixel that output pixel o reads through tap k.
+inline Expr window_tap(Expr o, Expr k, int S, int P) { return o * S + k - P; }
+// The backward gather: input pixel i is read by the outputs o = (i+P) div S - q,
+// q = 0 .. ceil(K/S)-1, through tap k = (i+P) mod S + S*q (valid while k < K and
+// o is in range). Only these taps line up with an output when S > 1.
+inline int gather_taps(int K, int S) { return (K + S - 1) / S; }
+inline Expr gather_output(Expr i, Expr q, int S, int P) { return (i + P) / S - q; }
+inline Expr gather_tap(Expr i, Expr q, int S, int P) { return (i + P) % S + S * q; }
+
+// Largest of {16, 8, 4, 2, 1} dividing n: the channel block of the repacked layouts.
+inline int channel_block(int n, int widest = 16) {
+    int b = widest;
+    while (n % b) b /= 2;
+    return b;
+}
+
+// CPU schedule for a 4-D (x, y, c, n) pointwise Func of extents (W, H, C, N):
+// the (x, y) plane is one contiguous run, vectorised; planes run in parallel.
+// Returns the per-plane loop, for producers computed plane by plane.
+inline Var schedule_pointwise_cpu(Func f, Var x, Var y, Var c, Var n, int W, int H) {
+    Var xy{"xy"}, cn{"cn"};
+    f.compute_root().fuse(x, y, xy).fuse(c, n, cn).parallel(cn);
+    if (W * H >= 16) f.vectorize(xy, 16, TailStrategy::ShiftInwards);
+    return cn;
+}
+
+// GPU schedule for a stage whose pure vars are `vars` (innermost first): all of
+// them fused into one loop split over blocks of `threads`, so one kernel launch
+// covers the whole stage (a pure var left out would be one launch per value).
+// Returns the thread var, for producers computed per output element.
+inline Var flat_gpu_loop(Stage s, const std::vector<Var> &vars, int threads = 256) {
+    Var all = vars[0];
+    for (size_t i = 1; i < vars.size(); i++) {
+        Var fused{all.name() + "_" + vars[i].name()};
+        s.fuse(all, vars[i], fused);
+        all = fused;
+    }
+    Var block{"block"}, thread{"thread"};
+    s.gpu_tile(all, block, thread, threads, TailStrategy::GuardWithIf);
+    return thread;
+}
+inline Var schedule_flat_gpu(Func f, const std::vector<Var> &vars, int threads = 256) {
+    f.compute_root();
+    return flat_gpu_loop(Stage(f), vars, threads);
+}
+
+}  // namespace hlnet

@@ -1,0 +1,169 @@
+// Pooling: maxpool_forward / maxpool_backward (K x K window, stride S, padding
+// P with -infinity), avgpool_forward / avgpool_backward (global average).
+#include "common.h"
+
+namespace hlnet {
+namespace {
+
+template <typename T>
+class MaxPoolBase : public Generator<T> {
+public:
+    GeneratorParam<int> N{"N", 1}, C{"C", 1}, H{"H", 1}, W{"W", 1};
+    GeneratorParam<int> K{"K", 3}, S{"S", 2}, P{"P", 1};
+
+protected:
+    Var x{"x"}, y{"y"}, c{"c"}, n{"n"};
+
+    int WO() const { return window_out(W, K, S, P); }
+    int HO() const { return window_out(H, K, S, P); }
+    std::vector<int> input_shape() const { return {W, H, C, N}; }
+    std::vector<int> output_shape() const { return {WO(), HO(), C, N}; }
+    // The argmax encoding: position of an input pixel within its (h, w) plane.
+    Expr plane_index(Expr ix, Expr iy) const { return iy * (int)W + ix; }
+
+    // Returns the loop at which a per-element producer is computed.
+    Var schedule_planes(Func f, int width, int height) {
+        if (this->get_target().has_gpu_feature()) return schedule_flat_gpu(f, {x, y, c, n});
+        return schedule_pointwise_cpu(f, x, y, c, n, width, height);
+    }
+};
+
+class MaxPoolForward : public MaxPoolBase<MaxPoolForward> {
+public:
+    Input<Buffer<float, 4>> input{"input"};
+    Output<Buffer<float, 4>> output{"output"};
+    Output<Buffer<int32_t, 4>> argmax{"argmax"};
+
+    void generate() {
+        padded(x, y, c, n) = BoundaryConditions::constant_exterior(
+            input, Float(32).min(), {{0, W}, {0, H}})(x, y, c, n);
+        // Window in row-major order; a strict > keeps the first maximum (PyTorch's tie rule).
+        RDom r(0, K, 0, K, "r");
+        Expr ix = window_tap(x, r.x, S, P), iy = window_tap(y, r.y, S, P);
+        Expr v = padded(ix, iy, c, n);
+        best(x, y, c, n) = Tuple(Float(32).min(), -1);
+        best(x, y, c, n) = select(v > best(x, y, c, n)[0], Tuple(v, plane_index(ix, iy)), best(x, y, c, n));
+        output(x, y, c, n) = best(x, y, c, n)[0];
+        argmax(x, y, c, n) = best(x, y, c, n)[1];
+    }
+
+    void schedule() {
+        pin_shape(input, input_shape());
+        pin_shape(output, output_shape());
+        pin_shape(argmax, output_shape());
+        if (using_autoscheduler()) return;
+        // best is a (value, index) Tuple read by both outputs: computed once, at root.
+        if (get_target().has_gpu_feature()) {
+            schedule_flat_gpu(best, {x, y, c, n});
+            flat_gpu_loop(best.update(), {x, y, c, n});
+        } else {
+            best.compute_root().parallel(n);
+            best.update().parallel(n);
+        }
+        schedule_planes(output, WO(), HO());
+        schedule_planes(argmax, WO(), HO());
+    }
+
+private:
+    Func padded{"padded"}, best{"best"};
+};
+
+// d_input(i) = sum of d_output(o) over the windows o whose argmax is i: a gather
+// over the ceil(K/S)^2 windows that can contain i (gather_output in common.h).
+class MaxPoolBackward : public MaxPoolBase<MaxPoolBackward> {
+public:
+    Input<Buffer<float, 4>> d_output{"d_output"};
+    Input<Buffer<int32_t, 4>> argmax{"argmax"};
+    Output<Buffer<float, 4>> d_input{"d_input"};
+
+    void generate() {
+        Region out_box = {{0, WO()}, {0, HO()}};
+        d_out_ext(x, y, c, n) = BoundaryConditions::constant_exterior(d_output, 0.0f, out_box)(x, y, c, n);
+        argmax_ext(x, y, c, n) = BoundaryConditions::constant_exterior(argmax, -1, out_box)(x, y, c, n);
+        const int taps = gather_taps(K, S);
+        RDom q(0, taps, 0, taps, "q");
+        Expr ox = gather_output(x, q.x, S, P), oy = gather_output(y, q.y, S, P);
+        grad(x, y, c, n) = 0.0f;
+        grad(x, y, c, n) += select(argmax_ext(ox, oy, c, n) == plane_index(x, y), d_out_ext(ox, oy, c, n), 0.0f);
+        d_input(x, y, c, n) = grad(x, y, c, n);
+    }
+
+    void schedule() {
+        pin_shape(d_output, output_shape());
+        pin_shape(argmax, output_shape());
+        pin_shape(d_input, input_shape());
+        if (using_autoscheduler()) return;
+        grad.compute_at(d_input, schedule_planes(d_input, W, H));
+    }
+
+private:
+    Func d_out_ext{"d_out_ext"}, argmax_ext{"argmax_ext"}, grad{"grad"};
+};
+
+// Global average pooling: (W, H, C, N) -> (C, N), each output the mean of its plane.
+template <typename T>
+class AvgPoolBase : public Generator<T> {
+public:
+    GeneratorParam<int> N{"N", 1}, C{"C", 1}, H{"H", 1}, W{"W", 1};
+
+protected:
+    Var x{"x"}, y{"y"}, c{"c"}, n{"n"};
+    float scale() const { return 1.0f / float(int(W) * int(H)); }  // d mean / d element
+    std::vector<int> plane_shape() const { return {W, H, C, N}; }
+    std::vector<int> pooled_shape() const { return {C, N}; }
+};
+
+class AvgPoolForward : public AvgPoolBase<AvgPoolForward> {
+public:
+    Input<Buffer<float, 4>> input{"input"};
+    Output<Buffer<float, 2>> output{"output"};
+
+    void generate() {
+        RDom r(0, W, 0, H, "r");
+        plane_sum(c, n) = 0.0f;
+        plane_sum(c, n) += input(r.x, r.y, c, n);
+        output(c, n) = plane_sum(c, n) * scale();
+    }
+
+    void schedule() {
+        pin_shape(input, plane_shape());
+        pin_shape(output, pooled_shape());
+        if (using_autoscheduler()) return;
+        if (get_target().has_gpu_feature()) {
+            plane_sum.compute_at(output, schedule_flat_gpu(output, {c, n}, 64));
+        } else {
+            output.parallel(n);
+            plane_sum.compute_at(output, n);
+        }
+    }
+
+private:
+    Func plane_sum{"plane_sum"};
+};
+
+class AvgPoolBackward : public AvgPoolBase<AvgPoolBackward> {
+public:
+    Input<Buffer<float, 2>> d_output{"d_output"};
+    Output<Buffer<float, 4>> d_input{"d_input"};
+
+    void generate() { d_input(x, y, c, n) = d_output(c, n) * scale(); }
+
+    void schedule() {
+        pin_shape(d_output, pooled_shape());
+        pin_shape(d_input, plane_shape());
+        if (using_autoscheduler()) return;
+        if (get_target().has_gpu_feature()) {
+            schedule_flat_gpu(d_input, {x, y, c, n});
+        } else {
+            schedule_pointwise_cpu(d_input, x, y, c, n, W, H);
+        }
+    }
+};
+
+}  // namespace
+}  // namespace hlnet
+
+HALIDE_REGISTER_GENERATOR(hlnet::MaxPoolForward, maxpool_forward)
+HALIDE_REGISTER_GENERATOR(hlnet::MaxPoolBackward, maxpool_backward)
+HALIDE_REGISTER_GENERATOR(hlnet::AvgPoolForward, avgpool_forward)
+HALIDE_REGISTER_GENERATOR(hlnet::AvgPoolBackward, avgpool_backward)
