@@ -1,0 +1,109 @@
+// NAME_bench: times this build's whole training step (forward + backward +
+// update) on real batches; prints the median of each phase over --steps
+// steps after --warmup untimed ones, and images/s of the median step.
+// A benchmark, never a pass/fail test.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "cli.h"
+#include "error.h"
+#include "idx.h"
+#include "trainer.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
+    hlnet::install_halide_error_handler();
+    hlnet::Model model;
+    const hlnet::ModelInfo &info = model.info;
+    model.initialize(info.seed);
+    hlnet::Split train = hlnet::load_split(data, "train", info.classes);
+    hlnet::BatchInput input(train, info.batch);
+    hlnet::Graph &graph = model.graph();
+
+    // Phase times in ms, one row per timed step. The device is synchronised
+    // inside each timed region, so a GPU phase is timed to its end.
+    enum { kForward, kBackward, kUpdate, kPhases };
+    std::vector<double> ms[kPhases];
+    std::vector<double> step_ms;
+    for (auto &v : ms) v.reserve(size_t(steps));
+    step_ms.reserve(size_t(steps));
+    auto sync_and_lap = [&](Clock::time_point *t) {
+        model.params.device_sync();
+        const auto now = Clock::now();
+        const double elapsed = std::chrono::duration<double, std::milli>(now - *t).count();
+        *t = now;
+        return elapsed;
+    };
+
+    for (int64_t s = 0; s < warmup + steps; s++) {
+        for (int i = 0; i < info.batch; i++) input.indices(i) = int32_t((s * info.batch + i) % train.count());
+        input.indices.set_host_dirty();
+        hlnet::Metrics m{};
+        auto t = Clock::now();
+        const auto step_start = t;
+        hlnet::check_pipeline(graph.forward(input.batch(), true, info.batch, &m), "forward", s);
+        const double f = sync_and_lap(&t);
+        hlnet::check_pipeline(graph.backward(), "backward", s);
+        const double b = sync_and_lap(&t);
+        hlnet::check_pipeline(graph.update(info.lr, info.momentum, info.weight_decay), "update", s);
+        const double u = sync_and_lap(&t);
+        if (s < warmup) continue;
+        ms[kForward].push_back(f);
+        ms[kBackward].push_back(b);
+        ms[kUpdate].push_back(u);
+        step_ms.push_back(std::chrono::duration<double, std::milli>(t - step_start).count());
+    }
+
+    const double step = median(step_ms);
+    std::printf("%s training step, batch %d, input %dx%dx%d: median of %lld steps after %lld warm-up\n",
+                info.name, info.batch, info.channels, info.height, info.width, (long long)steps,
+                (long long)warmup);
+    std::printf("  forward   %10.2f ms\n", median(ms[kForward]));
+    std::printf("  backward  %10.2f ms\n", median(ms[kBackward]));
+    std::printf("  update    %10.2f ms\n", median(ms[kUpdate]));
+    std::printf("  step      %10.2f ms  %10.1f images/s\n", step, info.batch * 1000.0 / step);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    const char *summary = "Times the whole training step of this build's model (forward, backward, update).";
+    std::optional<int64_t> steps, warmup;
+    std::string data = "/usr/share/datasets/fashion-mnist";
+    bool help = false;
+    const std::vector<hlnet::Flag> flags = {
+        {"--steps", &steps, "N", "timed steps (20)"},
+        {"--warmup", &warmup, "N", "untimed steps first (3)"},
+        {"--data", &data, "DIR", "IDX files the batches come from (/usr/share/datasets/fashion-mnist)"},
+        {"--help", &help, "", "print this text"},
+    };
+    try {
+        hlnet::parse_flags(argc, argv, flags);
+        if (steps && *steps == 0) throw hlnet::UsageError("--steps: must be at least 1");
+    } catch (const hlnet::UsageError &e) {
+        std::fprintf(stderr, "%s: %s\n%s", argv[0], e.what(), hlnet::usage_text(argv[0], summary, flags).c_str());
+        return 2;
+    }
+    if (help) {
+        std::printf("%s", hlnet::usage_text(argv[0], summary, flags).c_str());
+        return 0;
+    }
+    try {
+        return run_bench(steps.value_or(20), warmup.value_or(3), data);
+    } catch (const hlnet::Error &e) {
+        std::fprintf(stderr, "hlnet: %s\n", e.what());
+        return 1;
+    }
+}
