@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
         hlnet::parse_flags(argc, argv, flags);
         if (steps && *steps == 0) throw hlnet::UsageError("--steps: must be at least 1");
     } catch (const hlnet::UsageError &e) {
-        std::fprintf(stderr, "%s: %s\n%s", argv[0], e.what(), hlnet::usage_text(argv[0], summary, flags).c_str());
+        std::fprintf(stderr, "%s: %s\nusage: %s [flags] (--help lists them)\n", argv[0], e.what(), argv[0]);
         return 2;
     }
     if (help) {

@@ -40,7 +40,7 @@ public:
             if (got < 0) corrupt();
             offset_ += got;
             if (got == 0) {
-                check_stream();
+                stream_ended_early();  // fails itself if the data is corrupt
                 fail("%s: truncated at byte %lld: %lld more bytes of %s expected",
                      path_.c_str(), (long long)offset_, (long long)n, what);
             }
@@ -57,19 +57,22 @@ public:
         if (got > 0)
             fail("%s: unexpected data at byte %lld: the header's dimensions end there",
                  path_.c_str(), (long long)offset_);
-        check_stream();
+        if (stream_ended_early())
+            fail("%s: truncated at byte %lld: the gzip stream ends before its trailer",
+                 path_.c_str(), (long long)offset_);
     }
 
     int64_t offset() const { return offset_; }
-    const std::string &path() const { return path_; }
 
 private:
-    // A gzip stream that ends early reports Z_BUF_ERROR: that is truncation
-    // and the caller words it; anything else is corruption.
-    void check_stream() {
+    // After a short read: zlib reports a gzip stream that ends early as
+    // Z_BUF_ERROR (truncation, which the caller words); any other error is
+    // corruption.
+    bool stream_ended_early() {
         int err = Z_OK;
         gzerror(file_, &err);
         if (err != Z_OK && err != Z_BUF_ERROR) corrupt();
+        return err == Z_BUF_ERROR;
     }
     [[noreturn]] void corrupt() {
         int err = Z_OK;

@@ -12,8 +12,7 @@ int main(int argc, char **argv) {
     try {
         options = hlnet::parse_train_args(argc, argv);
     } catch (const hlnet::UsageError &e) {
-        std::fprintf(stderr, "%s: %s\n%s", argv[0], e.what(),
-                     hlnet::usage_text(argv[0], summary, hlnet::train_flags(&options)).c_str());
+        std::fprintf(stderr, "%s: %s\nusage: %s [flags] (--help lists them)\n", argv[0], e.what(), argv[0]);
         return 2;
     }
     if (options.help) {

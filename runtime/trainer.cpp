@@ -320,7 +320,7 @@ private:
 void print_model(const ModelInfo &info, int64_t epochs, double lr, uint64_t seed) {
     int64_t weights = 0;
     for (int i = 0; i < info.num_params; i++) weights += numel(info.params[i]);
-    std::printf("%s: %lld parameters, input %dx%dx%d, %d classes, batch %d; %lld epochs, lr %g, "
+    std::printf("%s: %lld parameters, input %dx%dx%d, %d classes, batch %d; epochs %lld, lr %g, "
                 "momentum %g, weight decay %g, seed %llu\n",
                 info.name, (long long)weights, info.channels, info.height, info.width, info.classes, info.batch,
                 (long long)epochs, lr, info.momentum, info.weight_decay, (unsigned long long)seed);
