@@ -32,7 +32,8 @@ public:
         Expr top = (1.0f - lx) * source(x0, y0, n) + lx * source(x1, y0, n);
         Expr bottom = (1.0f - lx) * source(x0, y1, n) + lx * source(x1, y1, n);
         resized(x, y, n) = (1.0f - ly) * top + ly * bottom;
-        output(x, y, c, n) = resized(x, y, n) / 255.0f;
+        // strict_float: a true division (as ToTensor), not a multiply by 1/255.
+        output(x, y, c, n) = strict_float(resized(x, y, n) / 255.0f);
         labels_out(n) = cast<int32_t>(labels(clamp(indices(n), 0, labels.dim(0).extent() - 1)));
     }
 

@@ -1,0 +1,161 @@
+// batchnorm_train / batchnorm_eval / batchnorm_backward, every relu/residual
+// combination, against a double-precision reference, the contract's backward
+// formula and finite differences through the batch statistics.
+#include "op_cases.h"
+#include "test_util.h"
+
+using namespace hlnet_test;
+
+namespace {
+
+constexpr double kEps = 1e-5;
+
+struct BnShape {
+    int N, C, H, W;
+    bool relu, residual;
+    int M() const { return N * H * W; }
+    std::vector<int> shape() const { return {W, H, C, N}; }
+};
+
+struct BnStats {
+    Buffer<double> mean, var;  // biased batch variance
+};
+
+BnStats batch_stats(const BnShape &s, const Buffer<double> &x) {
+    BnStats st{Buffer<double>(s.C), Buffer<double>(s.C)};
+    st.mean.fill(0.0);
+    st.var.fill(0.0);
+    for (int n = 0; n < s.N; n++)
+        for (int c = 0; c < s.C; c++)
+            for (int y = 0; y < s.H; y++)
+                for (int xx = 0; xx < s.W; xx++) st.mean(c) += x(xx, y, c, n) / s.M();
+    for (int n = 0; n < s.N; n++)
+        for (int c = 0; c < s.C; c++)
+            for (int y = 0; y < s.H; y++)
+                for (int xx = 0; xx < s.W; xx++) {
+                    double d = x(xx, y, c, n) - st.mean(c);
+                    st.var(c) += d * d / s.M();
+                }
+    return st;
+}
+
+// gamma * (x - mean) / sqrt(var + eps) + beta, + residual, ReLU, as the flags say.
+Buffer<double> bn_reference(const BnShape &s, const Buffer<double> &x, const Buffer<double> &mean,
+                            const Buffer<double> &var, const Buffer<double> &gamma, const Buffer<double> &beta,
+                            const Buffer<double> &residual) {
+    Buffer<double> out(s.shape());
+    out.for_each_element([&](int xx, int y, int c, int n) {
+        double v = gamma(c) * (x(xx, y, c, n) - mean(c)) / std::sqrt(var(c) + kEps) + beta(c);
+        if (s.residual) v += residual(xx, y, c, n);
+        out(xx, y, c, n) = s.relu ? std::max(v, 0.0) : v;
+    });
+    return out;
+}
+
+template <bool Relu, bool Residual, typename Train, typename Eval, typename Backward>
+void check_batchnorm(const BnShape s, Train train, Eval eval, Backward backward) {
+    const std::vector<int> vec = {s.C};
+    auto x = random_buffer(s.shape(), 11, -1.0f, 3.0f);  // mean far from 0
+    auto gamma = random_buffer(vec, 12, 0.5f, 1.5f);
+    auto beta = random_buffer(vec, 13);
+    auto running_mean = random_buffer(vec, 14);
+    auto running_var = random_buffer(vec, 15, 0.5f, 1.5f);
+    auto residual = random_buffer(s.shape(), 16);
+    auto d_out = random_buffer(s.shape(), 17);  // L = sum(d_out * output)
+    auto x_d = to_double(x), gamma_d = to_double(gamma), beta_d = to_double(beta);
+    auto rm_d = to_double(running_mean), rv_d = to_double(running_var);
+    auto residual_d = to_double(residual), d_out_d = to_double(d_out);
+
+    // Training forward. The running statistics are updated in place, as the runtime does.
+    auto out = output_buffer(s.shape());
+    auto saved_mean = output_buffer(vec), saved_inv_std = output_buffer(vec);
+    int rc;
+    if constexpr (Residual) {
+        rc = train(x, gamma, beta, running_mean, running_var, residual, out, saved_mean, saved_inv_std,
+                   running_mean, running_var);
+    } else {
+        rc = train(x, gamma, beta, running_mean, running_var, out, saved_mean, saved_inv_std, running_mean,
+                   running_var);
+    }
+    REQUIRE(rc == 0);
+    to_host(out, saved_mean, saved_inv_std, running_mean, running_var);
+
+    BnStats st = batch_stats(s, x_d);
+    Buffer<double> inv_std(s.C), new_rm(s.C), new_rv(s.C);
+    for (int c = 0; c < s.C; c++) {
+        inv_std(c) = 1 / std::sqrt(st.var(c) + kEps);
+        new_rm(c) = 0.9 * rm_d(c) + 0.1 * st.mean(c);
+        new_rv(c) = 0.9 * rv_d(c) + 0.1 * st.var(c) * s.M() / std::max(s.M() - 1, 1);
+    }
+    auto out_ref = bn_reference(s, x_d, st.mean, st.var, gamma_d, beta_d, residual_d);
+    check_close(out, out_ref, "output");
+    check_close(saved_mean, st.mean, "saved_mean");
+    check_close(saved_inv_std, inv_std, "saved_inv_std");
+    check_close(running_mean, new_rm, "new_running_mean (in place)");
+    check_close(running_var, new_rv, "new_running_var (in place)");
+
+    // Inference forward, with the updated running statistics.
+    auto out_eval = output_buffer(s.shape());
+    if constexpr (Residual) {
+        rc = eval(x, gamma, beta, running_mean, running_var, residual, out_eval);
+    } else {
+        rc = eval(x, gamma, beta, running_mean, running_var, out_eval);
+    }
+    REQUIRE(rc == 0);
+    to_host(out_eval);
+    check_close(out_eval, bn_reference(s, x_d, to_double(running_mean), to_double(running_var), gamma_d, beta_d, residual_d),
+                "eval output");
+
+    // Backward.
+    auto d_in = output_buffer(s.shape()), d_residual = output_buffer(s.shape());
+    auto d_gamma = output_buffer(vec), d_beta = output_buffer(vec);
+    if constexpr (Relu && Residual) {
+        rc = backward(x, out, d_out, gamma, saved_mean, saved_inv_std, d_in, d_gamma, d_beta, d_residual);
+    } else if constexpr (Relu) {
+        rc = backward(x, out, d_out, gamma, saved_mean, saved_inv_std, d_in, d_gamma, d_beta);
+    } else if constexpr (Residual) {
+        rc = backward(x, d_out, gamma, saved_mean, saved_inv_std, d_in, d_gamma, d_beta, d_residual);
+    } else {
+        rc = backward(x, d_out, gamma, saved_mean, saved_inv_std, d_in, d_gamma, d_beta);
+    }
+    REQUIRE(rc == 0);
+    to_host(d_in, d_gamma, d_beta, d_residual);
+
+    // The contract's formula, in double.
+    Buffer<double> dz(s.shape()), d_in_ref(s.shape()), d_gamma_ref(s.C), d_beta_ref(s.C);
+    d_gamma_ref.fill(0.0);
+    d_beta_ref.fill(0.0);
+    auto xhat = [&](int xx, int y, int c, int n) { return (x_d(xx, y, c, n) - st.mean(c)) * inv_std(c); };
+    dz.for_each_element([&](int xx, int y, int c, int n) {
+        dz(xx, y, c, n) = (!s.relu || out_ref(xx, y, c, n) > 0) ? d_out_d(xx, y, c, n) : 0.0;
+        d_beta_ref(c) += dz(xx, y, c, n);
+        d_gamma_ref(c) += dz(xx, y, c, n) * xhat(xx, y, c, n);
+    });
+    d_in_ref.for_each_element([&](int xx, int y, int c, int n) {
+        d_in_ref(xx, y, c, n) = gamma_d(c) * inv_std(c) / s.M() *
+                                (s.M() * dz(xx, y, c, n) - d_beta_ref(c) - xhat(xx, y, c, n) * d_gamma_ref(c));
+    });
+    check_close(d_in, d_in_ref, "d_input");
+    check_close(d_gamma, d_gamma_ref, "d_gamma");
+    check_close(d_beta, d_beta_ref, "d_beta");
+    if (s.residual) check_close(d_residual, dz, "d_residual");
+
+    // Finite differences of the training forward (batch statistics included).
+    auto loss = [&] {
+        BnStats t = batch_stats(s, x_d);
+        return weighted_sum(bn_reference(s, x_d, t.mean, t.var, gamma_d, beta_d, residual_d), d_out_d);
+    };
+    check_finite_differences(d_in, x_d, loss, "d_input", 1e-5);
+    check_finite_differences(d_gamma, gamma_d, loss, "d_gamma", 1e-5);
+    check_finite_differences(d_beta, beta_d, loss, "d_beta", 1e-5);
+    if (s.residual) check_finite_differences(d_residual, residual_d, loss, "d_residual", 1e-5);
+}
+
+}  // namespace
+
+#define HLNET_BN_CASE(train, eval, backward, N, C, H, W, RELU, RESIDUAL) \
+    SECTION(#train) { check_batchnorm<RELU, RESIDUAL>({N, C, H, W, RELU, RESIDUAL}, train, eval, backward); }
+
+TEST_CASE("batchnorm: train (running statistics in place), eval, backward", "[batchnorm]") {
+    HLNET_BATCHNORM_CASES(HLNET_BN_CASE)
+}

@@ -1,0 +1,88 @@
+// conv2d_forward / conv2d_backward_data / conv2d_backward_weights against a
+// direct double-precision convolution, its adjoint, and finite differences.
+#include "op_cases.h"
+#include "test_util.h"
+
+using namespace hlnet_test;
+
+namespace {
+
+struct ConvShape {
+    int N, CI, CO, H, W, K, S, P;
+    int HO() const { return (H + 2 * P - K) / S + 1; }
+    int WO() const { return (W + 2 * P - K) / S + 1; }
+};
+
+// Calls f(ox, oy, co, n, ix, iy, kx, ky, ci) for every tap that lands inside the input.
+template <typename F>
+void for_each_tap(const ConvShape &s, F f) {
+    for (int n = 0; n < s.N; n++)
+        for (int co = 0; co < s.CO; co++)
+            for (int oy = 0; oy < s.HO(); oy++)
+                for (int ox = 0; ox < s.WO(); ox++)
+                    for (int ci = 0; ci < s.CI; ci++)
+                        for (int ky = 0; ky < s.K; ky++)
+                            for (int kx = 0; kx < s.K; kx++) {
+                                int ix = ox * s.S + kx - s.P, iy = oy * s.S + ky - s.P;
+                                if (ix >= 0 && ix < s.W && iy >= 0 && iy < s.H) f(ox, oy, co, n, ix, iy, kx, ky, ci);
+                            }
+}
+
+Buffer<double> conv_reference(const ConvShape &s, const Buffer<double> &in, const Buffer<double> &w,
+                              const Buffer<double> &b) {
+    Buffer<double> out(s.WO(), s.HO(), s.CO, s.N);
+    out.for_each_element([&](int ox, int oy, int co, int n) { out(ox, oy, co, n) = b(co); });
+    for_each_tap(s, [&](int ox, int oy, int co, int n, int ix, int iy, int kx, int ky, int ci) {
+        out(ox, oy, co, n) += w(kx, ky, ci, co) * in(ix, iy, ci, n);
+    });
+    return out;
+}
+
+template <typename Forward, typename BackwardData, typename BackwardWeights>
+void check_conv(const ConvShape s, Forward forward, BackwardData backward_data, BackwardWeights backward_weights) {
+    auto in = random_buffer({s.W, s.H, s.CI, s.N}, 1);
+    auto w = random_buffer({s.K, s.K, s.CI, s.CO}, 2);
+    auto b = random_buffer({s.CO}, 3);
+    auto d_out = random_buffer({s.WO(), s.HO(), s.CO, s.N}, 4);  // L = sum(d_out * output)
+    auto in_d = to_double(in), w_d = to_double(w), b_d = to_double(b), d_out_d = to_double(d_out);
+
+    auto out = output_buffer({s.WO(), s.HO(), s.CO, s.N});
+    REQUIRE(forward(in, w, b, out) == 0);
+    to_host(out);
+    check_close(out, conv_reference(s, in_d, w_d, b_d), "output");
+
+    auto d_in = output_buffer({s.W, s.H, s.CI, s.N});
+    auto d_w = output_buffer({s.K, s.K, s.CI, s.CO});
+    auto d_b = output_buffer({s.CO});
+    REQUIRE(backward_data(d_out, w, d_in) == 0);
+    REQUIRE(backward_weights(d_out, in, d_w, d_b) == 0);
+    to_host(d_in, d_w, d_b);
+
+    // The reference formula: the adjoint of the forward loop, as a scatter.
+    Buffer<double> d_in_ref(s.W, s.H, s.CI, s.N), d_w_ref(s.K, s.K, s.CI, s.CO), d_b_ref(s.CO);
+    d_in_ref.fill(0.0);
+    d_w_ref.fill(0.0);
+    d_b_ref.fill(0.0);
+    d_out_d.for_each_element([&](int ox, int oy, int co, int n) { d_b_ref(co) += d_out_d(ox, oy, co, n); });
+    for_each_tap(s, [&](int ox, int oy, int co, int n, int ix, int iy, int kx, int ky, int ci) {
+        d_in_ref(ix, iy, ci, n) += w_d(kx, ky, ci, co) * d_out_d(ox, oy, co, n);
+        d_w_ref(kx, ky, ci, co) += in_d(ix, iy, ci, n) * d_out_d(ox, oy, co, n);
+    });
+    check_close(d_in, d_in_ref, "d_input");
+    check_close(d_w, d_w_ref, "d_weight");
+    check_close(d_b, d_b_ref, "d_bias");
+
+    auto loss = [&] { return weighted_sum(conv_reference(s, in_d, w_d, b_d), d_out_d); };
+    check_finite_differences(d_in, in_d, loss, "d_input");
+    check_finite_differences(d_w, w_d, loss, "d_weight");
+    check_finite_differences(d_b, b_d, loss, "d_bias");
+}
+
+}  // namespace
+
+#define HLNET_CONV_CASE(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P) \
+    SECTION(#forward) { check_conv({N, CI, CO, H, W, K, S, P}, forward, backward_data, backward_weights); }
+
+TEST_CASE("conv2d: forward, backward data and backward weights", "[conv2d]") {
+    HLNET_CONV2D_CASES(HLNET_CONV_CASE)
+}

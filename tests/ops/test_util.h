@@ -1,0 +1,137 @@
+// Helpers shared by the op tests: random inputs, double-precision copies,
+// normwise/elementwise comparison, and central finite differences.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "HalideBuffer.h"
+
+namespace hlnet_test {
+
+using Halide::Runtime::Buffer;
+
+// Uniform values in [lo, hi) from a fixed seed. Marked host-dirty so that a GPU
+// pipeline uploads it.
+inline Buffer<float> random_buffer(const std::vector<int> &shape, uint32_t seed, float lo = -1.0f,
+                                   float hi = 1.0f) {
+    Buffer<float> b(shape);
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    b.for_each_value([&](float &v) { v = dist(rng); });
+    b.set_host_dirty();
+    return b;
+}
+
+// A pipeline output (its host memory is what copy_to_host fills on a GPU target).
+template <typename T = float>
+Buffer<T> output_buffer(const std::vector<int> &shape) {
+    Buffer<T> b(shape);
+    b.fill(T(0));
+    return b;
+}
+
+// Brings pipeline outputs back to the host; a no-op on the CPU target.
+template <typename... B>
+void to_host(B &...buffers) {
+    (buffers.copy_to_host(), ...);
+}
+
+template <typename T>
+Buffer<double> to_double(const Buffer<T> &b) {
+    std::vector<int> shape;
+    for (int i = 0; i < b.dimensions(); i++) shape.push_back(b.dim(i).extent());
+    Buffer<double> out(shape);
+    std::transform(b.data(), b.data() + b.number_of_elements(), out.data(), [](T v) { return double(v); });
+    return out;
+}
+
+inline std::vector<int> shape_of(const Buffer<double> &b) {
+    std::vector<int> s;
+    for (int i = 0; i < b.dimensions(); i++) s.push_back(b.dim(i).extent());
+    return s;
+}
+
+inline double max_abs(const Buffer<double> &b) {
+    double m = 0;
+    for (size_t i = 0; i < b.number_of_elements(); i++) m = std::max(m, std::fabs(b.data()[i]));
+    return m;
+}
+
+inline double weighted_sum(const Buffer<double> &out, const Buffer<double> &weights) {
+    double s = 0;
+    for (size_t i = 0; i < out.number_of_elements(); i++) s += out.data()[i] * weights.data()[i];
+    return s;
+}
+
+// Forward tolerance (the issue's): normwise relative error ||got - want|| / ||want||
+// below 1e-5. Elementwise, |got - want| <= 1e-4 |want| + 1e-5 max|want|: float32
+// sums of up to a few thousand products keep a relative error of about
+// sqrt(terms) * 6e-8 < 1e-5 of the tensor's scale; the 1e-4 relative term covers
+// elements that come out of cancellation.
+inline void check_close(const Buffer<float> &got, const Buffer<double> &want, const std::string &what,
+                        double normwise_tol = 1e-5, double relative_tol = 1e-4) {
+    INFO(what);
+    REQUIRE(got.number_of_elements() == want.number_of_elements());
+    const double scale = max_abs(want);
+    double diff2 = 0, ref2 = 0;
+    size_t bad = 0, first_bad = 0;
+    for (size_t i = 0; i < want.number_of_elements(); i++) {
+        double g = got.data()[i], w = want.data()[i];
+        diff2 += (g - w) * (g - w);
+        ref2 += w * w;
+        if (!(std::fabs(g - w) <= relative_tol * std::fabs(w) + 1e-5 * scale)) {
+            if (!bad++) first_bad = i;
+        }
+    }
+    const double normwise = ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2);
+    INFO("normwise relative error " << normwise << ", elements out of tolerance " << bad
+         << (bad ? ", first at flat index " + std::to_string(first_bad) + ": got " +
+                       std::to_string(got.data()[first_bad]) + " want " + std::to_string(want.data()[first_bad])
+                 : std::string()));
+    CHECK(normwise < normwise_tol);
+    CHECK(bad == 0);
+}
+
+// dL/dx_i by central differences in double, L = loss(); x is restored.
+inline double central_difference(Buffer<double> &x, size_t i, const std::function<double()> &loss, double h) {
+    const double saved = x.data()[i];
+    x.data()[i] = saved + h;
+    const double up = loss();
+    x.data()[i] = saved - h;
+    const double down = loss();
+    x.data()[i] = saved;
+    return (up - down) / (2 * h);
+}
+
+// Checks a pipeline's gradient `grad` (same shape as x) at `samples` elements of
+// x against central differences of L = loss() computed in double by the
+// reference forward. Tolerance: |grad - fd| <= 1e-4 (|fd| + max|grad|): the
+// float32 pipeline is accurate to ~1e-5 of the tensor's scale (see check_close),
+// and the difference quotient in double to ~h^2 f''' + 1e-16 L / h, far below.
+inline void check_finite_differences(const Buffer<float> &grad, Buffer<double> &x,
+                                     const std::function<double()> &loss, const std::string &what,
+                                     double h = 1e-4, int samples = 12, uint32_t seed = 7) {
+    INFO("finite differences of " << what);
+    REQUIRE(grad.number_of_elements() == x.number_of_elements());
+    const double scale = max_abs(to_double(grad));
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<size_t> pick(0, x.number_of_elements() - 1);
+    const int n = std::min<int>(samples, int(x.number_of_elements()));
+    for (int s = 0; s < n; s++) {
+        const size_t i = int(x.number_of_elements()) <= samples ? size_t(s) : pick(rng);
+        const double fd = central_difference(x, i, loss, h);
+        const double g = grad.data()[i];
+        INFO("flat index " << i << ": pipeline " << g << ", finite difference " << fd);
+        CHECK(std::fabs(g - fd) <= 1e-4 * (std::fabs(fd) + scale));
+    }
+}
+
+}  // namespace hlnet_test
