@@ -6,7 +6,7 @@
 // Arenas, as the generated code would lay them out:
 //   params:      fc.weight [10, 784] at 0, fc.bias [10] at 7840
 //   state:       bn.running_mean [1] at 0, bn.running_var [1] at 1
-//   activations: x (784, N) f32, dlogits (10, N) f32, labels (N) i32, logits (10, N) f32
+//   activations: x (28, 28, 1, N) f32, dlogits (10, N) f32, labels (N) i32, logits (10, N) f32
 #include <cmath>
 #include <cstring>
 
@@ -52,7 +52,7 @@ Graph::Graph(const Arenas &a) : views_(new Views) {
     v.velocity.bind(a.velocity, 0, f32(), {K * D + K});
     v.state.bind(a.state, 0, f32(), {2});
     int64_t at = 0;
-    v.x.bind(a.activations, at, f32(), {D, N}), at += 4 * D * N;
+    v.x.bind(a.activations, at, f32(), {W, H, 1, N}), at += 4 * D * N;
     v.dlogits.bind(a.activations, at, f32(), {K, N}), at += 4 * K * N;
     v.labels.bind(a.activations, at, i32(), {N}), at += 4 * N;
     v.logits.bind(a.activations, at, f32(), {K, N});
@@ -134,6 +134,7 @@ int Graph::update(float lr, float momentum, float weight_decay) {
 halide_buffer_t *Graph::tensor(const char *name) {
     if (!std::strcmp(name, "logits")) return views_->logits.get();
     if (!std::strcmp(name, "labels")) return views_->labels.get();
+    if (!std::strcmp(name, "images")) return views_->x.get();
     return nullptr;
 }
 
