@@ -44,7 +44,9 @@ function(hlnet_add_spec spec)
 
   add_library(${name}_graph STATIC ${out}/${name}_graph.cpp)
   target_include_directories(${name}_graph PUBLIC ${CMAKE_SOURCE_DIR}/runtime)
-  target_link_libraries(${name}_graph PUBLIC ${HLNET_CURRENT_PIPELINES} hlnet_halide_runtime)
+  # hlnet_runtime: the views (tensor_view.cpp) the step code makes; listed here so
+  # that it follows NAME_graph on the static link line.
+  target_link_libraries(${name}_graph PUBLIC ${HLNET_CURRENT_PIPELINES} hlnet_halide_runtime hlnet_runtime)
 
   add_executable(${name}_train ${CMAKE_SOURCE_DIR}/runtime/train_main.cpp)
   target_link_libraries(${name}_train PRIVATE hlnet_runtime ${name}_graph)
