@@ -11,16 +11,17 @@ public:
 
     Input<Buffer<float, 1>> params{"params"}, grads{"grads"}, velocity{"velocity"};
     Input<float> lr{"lr"}, momentum{"momentum"}, weight_decay{"weight_decay"};
-    Output<Buffer<float, 1>> new_params{"new_params"}, new_velocity{"new_velocity"};
+    // The runtime updates in place (new_params is params, new_velocity is
+    // velocity). So the two results are one Tuple-valued output, whose C
+    // arguments are new_params_velocity_0 (new_params) and _1 (new_velocity):
+    // one stage loads an element's inputs before it stores either result. Two
+    // separate outputs fused with compute_with also work on the CPU, but on a
+    // GPU their bounds inference over-reads the inputs past SIZE.
+    Output<Buffer<void, 1>> new_params_velocity{"new_params_velocity", {Float(32), Float(32)}};
 
     void generate() {
-        // The runtime updates in place (new_params aliases params, new_velocity
-        // velocity), so both outputs come from one Tuple stage: each element's
-        // inputs are loaded before either of its outputs is stored.
         Expr v = momentum * velocity(i) + grads(i) + weight_decay * params(i);
-        step(i) = Tuple(params(i) - lr * v, v);
-        new_params(i) = step(i)[0];
-        new_velocity(i) = step(i)[1];
+        new_params_velocity(i) = Tuple(params(i) - lr * v, v);
     }
 
     void schedule() {
@@ -30,36 +31,27 @@ public:
         lr.set_estimate(0.05f);
         momentum.set_estimate(0.9f);
         weight_decay.set_estimate(0.0f);
-        pin_shape(new_params, {SIZE});
-        pin_shape(new_velocity, {SIZE});
+        // Only the first buffer of a Tuple output takes min and extent; the
+        // second is bound to the same ones.
+        auto buffers = Func(new_params_velocity).output_buffers();
+        pin_shape(buffers[0], {SIZE});
+        buffers[1].dim(0).set_stride(1);
         if (using_autoscheduler()) return;
-        // Both outputs and the step share one loop nest (compute_with), with
-        // the step computed inside it per vector.
-        Var inner{"inner"};
         if (get_target().has_gpu_feature()) {
-            Var block{"block"}, thread{"thread"};
-            new_params.gpu_tile(i, block, thread, 256, TailStrategy::GuardWithIf);
-            new_velocity.gpu_tile(i, block, thread, 256, TailStrategy::GuardWithIf);
-            new_velocity.compute_with(new_params, thread);
-            step.compute_at(new_params, thread);
+            schedule_flat_gpu(new_params_velocity, {i});
         } else {
+            // GuardWithIf, never ShiftInwards: recomputing an element in place
+            // would read its already-updated value.
             Var outer{"outer"}, vec{"vec"};
-            const int vector = SIZE >= 16 ? 16 : 1;
-            const int chunk = 4096;
-            for (Func f : {Func(new_params), Func(new_velocity)}) {
-                f.split(i, outer, i, chunk, TailStrategy::GuardWithIf)
-                    .split(i, i, vec, vector, TailStrategy::GuardWithIf)
-                    .vectorize(vec)
-                    .parallel(outer);
-            }
-            new_velocity.compute_with(new_params, i);
-            step.compute_at(new_params, i).vectorize(i);
+            new_params_velocity.split(i, outer, i, 4096, TailStrategy::GuardWithIf)
+                .split(i, i, vec, SIZE >= 16 ? 16 : 1, TailStrategy::GuardWithIf)
+                .vectorize(vec)
+                .parallel(outer);
         }
     }
 
 private:
     Var i{"i"};
-    Func step{"step"};
 };
 
 }  // namespace
