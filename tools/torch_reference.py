@@ -213,28 +213,40 @@ def reference_step(net, graph, images, labels, indices):
 
 
 def tolerance(name):
-    """Largest accepted max|hlnet - torch| / max|torch| for a dumped tensor.
+    """Largest accepted max|hlnet - torch| / scale (see scale()) for a dumped tensor.
 
-    hlnet computes in float32, the reference in float64; the bounds are about
-    ten times the errors measured on specs/tiny.json (see tests/runtime/README
-    or the commit message of this test)."""
+    hlnet computes in float32, the reference in float64. Each bound is about
+    ten times the largest error measured on specs/tiny.json (in brackets)."""
     if name == "input":
-        return 1e-6   # a bilinear tap and a scale: a few float32 roundings
-    if name == "train.loss" or name.startswith("state."):
-        return 1e-5   # means over the batch; running stats are 0.9 old + 0.1 new
+        return 1e-6   # one bilinear tap or copy and a scale [3e-8]
+    if name == "train.loss":
+        return 1e-5   # a mean of log-sum-exps [4e-7]
+    if name.startswith("state."):
+        return 5e-5   # 0.9 old + 0.1 batch mean or variance over N*H*W values [4e-6]
     if name.endswith("logits"):
-        return 1e-4   # sums of thousands of products through every layer
-    if name.startswith("param."):
-        return 1e-5   # p - lr * (g + ...): dominated by p, which matches exactly
+        return 2e-4   # sums of thousands of products through every layer [2e-5]
     if name.startswith("grad."):
-        return 1e-3   # batch-norm backward subtracts near-equal sums, which amplifies rounding
+        return 1e-3   # batch-norm backward subtracts near-equal sums, which amplifies rounding [7e-5]
+    if name.startswith("param."):
+        return 2e-4   # p - lr * g: the gradient's error, scaled by lr, on weights of ~0.05 [2e-5]
     raise KeyError(name)
+
+
+def scale(name, reference):
+    """What an error is measured against: the tensor's largest magnitude, or
+    for a gradient the largest of its layer's gradients. The conv biases in
+    front of a batch norm have a true gradient of zero (the norm removes each
+    channel's mean), so only their layer's scale tells rounding from a bug."""
+    if name.startswith("grad."):
+        layer = name.rsplit(".", 1)[0] + "."
+        return max(t.abs().max().item() for n, t in reference.items() if n.startswith(layer))
+    return max(reference[name].double().abs().max().item(), 1e-12)
 
 
 def compare(hlnet, reference):
     names = sorted(set(hlnet) | set(reference))
     failed = []
-    print(f"{'tensor':42} {'shape':>18} {'max |diff|':>11} {'max |ref|':>11} {'rel':>9} {'tol':>7}")
+    print(f"{'tensor':42} {'shape':>18} {'max |diff|':>11} {'scale':>11} {'rel':>9} {'tol':>7}")
     for name in names:
         if name not in hlnet or name not in reference:
             failed.append(name)
@@ -249,9 +261,9 @@ def compare(hlnet, reference):
             ok = int(a) == int(b)
             print(f"{name:42} {'':>18} {int(a):>11} {int(b):>11} {'':>9} {'exact':>7} {'ok' if ok else 'FAIL'}")
         else:
-            diff, scale = (a - b).abs().max().item(), max(b.abs().max().item(), 1e-12)
-            ok = diff / scale <= tolerance(name)
-            print(f"{name:42} {str(list(a.shape)):>18} {diff:11.3e} {scale:11.3e} {diff / scale:9.2e} "
+            diff, s = (a - b).abs().max().item(), scale(name, reference)
+            ok = diff / s <= tolerance(name)
+            print(f"{name:42} {str(list(a.shape)):>18} {diff:11.3e} {s:11.3e} {diff / s:9.2e} "
                   f"{tolerance(name):7.0e} {'ok' if ok else 'FAIL'}")
         if not ok:
             failed.append(name)
