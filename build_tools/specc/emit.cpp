@@ -356,16 +356,19 @@ std::string render_summary(const Compiled &c) {
         out << pad(node.name, widths[0]) << pad(op_text(node), widths[1]) << pad(seed_shape(node.shape), widths[2])
             << pad(grouped(node_params), widths[3], true) << pad(grouped(node_macs), widths[4], true) << "\n";
     }
-    const int64_t calls = int64_t(p.calls.size());
+    int64_t states = 0;
+    for (int t : p.states) states += p.tensors[t].elements();
     out << std::string(total_width, '=') << "\n"
         << "Trainable params:        " << grouped(params) << " (" << mib(params * 4) << " as float32)\n"
-        << "BN running statistics:   " << grouped(p.state_floats) << " floats (arena, aligned)\n"
-        << "Forward MACs:            " << fixed(double(macs) / 1e9, 3) << " GMAC per image, "
-        << fixed(double(macs) * s.batch / 1e9, 2) << " GMAC per batch of " << s.batch << "\n"
+        << "BN running statistics:   " << grouped(states) << " floats\n"
+        << "Forward MACs per image:  " << grouped(macs) << " (" << fixed(double(macs) / 1e9, 3) << " GMAC); "
+        << fixed(double(macs) * s.batch / 1e9, 3) << " GMAC per batch of " << s.batch << "\n"
         << "Activation memory of one training step at batch " << s.batch << ":\n"
-        << "  planned (peak, buffers reused by liveness): " << grouped(p.activation_bytes) << " bytes (" << mib(p.activation_bytes) << ")\n"
-        << "  unplanned (every buffer its own):           " << grouped(p.unplanned_bytes) << " bytes (" << mib(p.unplanned_bytes) << ")\n"
-        << "Pipelines:               " << p.pipelines().size() << " distinct op instances, " << calls
+        << "  planned (peak, buffers reused by liveness): " << grouped(p.activation_bytes) << " bytes ("
+        << mib(p.activation_bytes) << ")\n"
+        << "  unplanned (every buffer its own):           " << grouped(p.unplanned_bytes) << " bytes ("
+        << mib(p.unplanned_bytes) << ")\n"
+        << "Pipelines:               " << p.pipelines().size() << " distinct op instances, " << p.calls.size()
         << " calls (forward in training and evaluation variants, backward, update)\n";
     return out.str();
 }

@@ -275,7 +275,8 @@ json parse_json(const std::string &text) {
         const std::string what = e.what();
         const size_t reason_at = what.find(": ", what.find("column"));
         std::string reason = reason_at == std::string::npos ? what : what.substr(reason_at + 2);
-        std::string got = "end of file";
+        // The lexer says what it read last; otherwise show the character it stopped at.
+        std::string got = "'" + text.substr(e.byte - 1, 1) + "'";
         const size_t last_read = reason.find("; last read: ");
         if (last_read != std::string::npos) {
             got = reason.substr(last_read + 13);
