@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""specs/tiny.json trains on the real Fashion-MNIST, and resumes exactly.
+
+usage: tiny_trains.py TINY_TRAIN DATA_DIR
+
+1. 300 steps (a sixth of an epoch at batch 32): the loss falls and the test
+   accuracy over all 10,000 test images rises far above chance (0.10).
+2. 150 steps, then --resume to step 300: the checkpoint and its optimizer file
+   equal those of the uninterrupted run byte for byte (the CPU pipelines are
+   deterministic, and the run's state is all in the checkpoint).
+Standard library only; exit status 0 when both hold. About 2 minutes on 2 cores.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+STEPS = 300
+# Measured: test acc 0.756 after 300 steps (seed 1 of the spec, CPU build,
+# 2026-11-27); the bound leaves room for schedules that round differently.
+MIN_TEST_ACC = 0.65
+
+
+def train(*args):
+    command = [TRAIN, "--data", DATA, "--log-every", "50", *args]
+    p = subprocess.run(command, cwd=WORK, capture_output=True, text=True)
+    print(p.stdout, end="")
+    if p.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(command)} exited {p.returncode}\n{p.stderr}")
+    return p.stdout
+
+
+def check(condition, message):
+    if not condition:
+        sys.exit(f"FAIL: {message}")
+    print(f"ok: {message}")
+
+
+def main():
+    out = train("--max-steps", str(STEPS), "--save", "whole.safetensors", "--log", "whole.jsonl")
+    line = re.search(r"^epoch 1, loss ([\d.]+), train acc ([\d.]+), test acc ([\d.]+), time ([\d.]+) sec$", out, re.M)
+    check(line is not None, "the run ends with the seed's epoch line")
+    steps = [r for r in map(json.loads, open(os.path.join(WORK, "whole.jsonl"))) if r["event"] == "step"]
+    check(steps[-1]["loss"] < 0.8 * steps[0]["loss"],
+          f"the mean loss falls: {steps[0]['loss']:.3f} after 50 steps, {steps[-1]['loss']:.3f} after {STEPS}")
+    test_acc = float(line.group(3))
+    check(test_acc >= MIN_TEST_ACC, f"test accuracy {test_acc:.3f} after {STEPS} steps is at least {MIN_TEST_ACC}")
+
+    train("--max-steps", str(STEPS // 2), "--save", "resumed.safetensors")
+    train("--max-steps", str(STEPS), "--resume", "resumed.safetensors", "--save", "resumed.safetensors")
+    for suffix in ["", ".optimizer"]:
+        whole = open(os.path.join(WORK, f"whole{suffix}.safetensors"), "rb").read()
+        resumed = open(os.path.join(WORK, f"resumed{suffix}.safetensors"), "rb").read()
+        check(whole == resumed, f"resumed at step {STEPS // 2}: the {suffix[1:] or 'model'} file equals "
+                                f"the uninterrupted run's, byte for byte")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    TRAIN, DATA = os.path.abspath(sys.argv[1]), sys.argv[2]
+    WORK = tempfile.mkdtemp(prefix="hlnet-e2e-")
+    main()
