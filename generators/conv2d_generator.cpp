@@ -1,12 +1,45 @@
 // 2-D convolution with bias, NCHW / OIHW, zero padding, any K, S, P:
 // conv2d_forward, conv2d_backward_data, conv2d_backward_weights.
+//
+// All three are written around one blocked direct convolution (blocked_conv):
+// channels innermost for the operand that is broadcast, output channels in
+// blocks of B = 16 for the one that is a vector, so that the CPU schedule keeps
+// a register tile of 16-wide accumulators over output channels
+// (../shared/CPU_CALIBRATION.md). The repacking happens inside the pipeline; the
+// external layouts stay NCHW / OIHW.
 #include "common.h"
 
 namespace hlnet {
 namespace {
 
-// The one definition of the convolution's geometry, shared by all three
-// pipelines: output pixel o reads input pixel o*S + k - P through tap k.
+// Register tile of a blocked convolution: `vo` vectors of output channels times
+// `tx` x `ty` pixels, at most `max_acc` accumulators (24 of the 32 zmm
+// registers, leaving room for the weight vectors and a broadcast).
+struct RegisterTile {
+    int vo, tx, ty;
+};
+
+inline RegisterTile choose_tile(int blocks, int width, int height, int max_acc = 24) {
+    RegisterTile best{1, 1, 1};
+    double best_cost = 1e9;
+    for (int vo = 1; vo <= std::min(blocks, 8); vo++) {
+        if (blocks % vo) continue;
+        for (int tx = 1; tx <= std::min(width, 8); tx++) {
+            if (width % tx) continue;
+            for (int ty = 1; ty <= std::min(height, 4); ty++) {
+                if (height % ty) continue;
+                const int acc = vo * tx * ty;
+                if (acc > max_acc) continue;
+                // Loads per FMA (vo weight vectors + tx*ty broadcasts), then fewer accumulators lost.
+                const double cost = double(vo + tx * ty) / acc + 0.01 * (max_acc - acc);
+                if (cost < best_cost) best_cost = cost, best = {vo, tx, ty};
+            }
+        }
+    }
+    return best;
+}
+
+// Shape, geometry and the shared algorithm of the three conv pipelines.
 template <typename T>
 class Conv2dBase : public Generator<T> {
 public:
@@ -14,25 +47,75 @@ public:
     GeneratorParam<int> K{"K", 3}, S{"S", 1}, P{"P", 0};
 
 protected:
-    Var x{"x"}, y{"y"}, c{"c"}, n{"n"}, kx{"kx"}, ky{"ky"}, ci{"ci"}, co{"co"};
+    Var x{"x"}, y{"y"}, c{"c"}, n{"n"}, cb{"cb"}, kb{"kb"};
+    Var kx{"kx"}, ky{"ky"}, ci{"ci"}, co{"co"};
 
     int WO() const { return window_out(W, K, S, P); }
     int HO() const { return window_out(H, K, S, P); }
     std::vector<int> input_shape() const { return {W, H, CI, N}; }
     std::vector<int> output_shape() const { return {WO(), HO(), CO, N}; }
     std::vector<int> weight_shape() const { return {K, K, CI, CO}; }
+    bool gpu() const { return this->get_target().has_gpu_feature(); }
 
-    Expr tap(Expr o, Expr k) const { return window_tap(o, k, S, P); }
+    // f(c, x + pad, y + pad, n) = t(x, y, c, n) inside the (width, height) image,
+    // 0 outside: zero padding, with channels innermost.
+    Func channels_last_padded(Func t, int width, int height, int pad, const char *name) const {
+        Func f{name};
+        Func ext = BoundaryConditions::constant_exterior(t, 0.0f, {{0, width}, {0, height}});
+        f(c, x, y, n) = ext(x - pad, y - pad, c, n);
+        return f;
+    }
 
-    // The input with its zero padding: reads outside the image give 0.
-    Func zero_padded(Func input, int width, int height, const char *name) const {
-        Func padded{name};
-        padded(x, y, c, n) = BoundaryConditions::constant_exterior(
-            input, 0.0f, {{0, width}, {0, height}})(x, y, c, n);
-        return padded;
+    // t(x, y, kb*B + cb, n) as (cb, x, y, kb, n): channels in blocks of B, innermost.
+    Func channel_blocked(Func t, int B, const char *name) const {
+        Func f{name};
+        f(cb, x, y, kb, n) = t(x, y, kb * B + cb, n);
+        return f;
+    }
+
+    // The blocked direct convolution:
+    //   acc(cb, x, y, kb, n) = init(kb*B + cb)
+    //       + sum over (c, a, b) in r of weights(cb, c, a, b, kb) * src(c, x*stride + a + off_x, y*stride + b + off_y, n)
+    // with src channels-last and padded, weights blocked over the output channels.
+    Func blocked_conv(const char *name, Func src, Func weights, Expr init, RDom r, int stride, int off_x,
+                      int off_y) const {
+        Func acc{name};
+        acc(cb, x, y, kb, n) = init;
+        acc(cb, x, y, kb, n) += weights(cb, r.x, r.y, r.z, kb) *
+                                src(r.x, x * stride + r.y + off_x, y * stride + r.z + off_y, n);
+        return acc;
+    }
+
+    // CPU schedule of a blocked convolution `acc` (reduction r) of `blocks`
+    // channel blocks over a (width, height) grid, computed image by image inside
+    // `consumer` (which is parallel over images): a register tile per
+    // `choose_tile`, the blocks loop outermost so its weights stay in cache
+    // while the tiles sweep the image.
+    void schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width,
+                                   int height) {
+        const RegisterTile t = choose_tile(blocks, width, height);
+        Func tiles = acc.in(consumer);
+        Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"}, kbo{"kbo"}, kbi{"kbi"};
+        tiles.compute_at(consumer, consumer_n)
+            .split(x, xo, xi, t.tx)
+            .split(y, yo, yi, t.ty)
+            .split(kb, kbo, kbi, t.vo)
+            .reorder(cb, kbi, xi, yi, xo, yo, kbo, n)
+            .vectorize(cb)
+            .unroll(kbi)
+            .unroll(xi)
+            .unroll(yi);
+        acc.compute_at(tiles, xo).vectorize(cb).unroll(kb).unroll(x).unroll(y);
+        acc.update()
+            .reorder(cb, kb, x, y, r.x, r.y, r.z, n)
+            .vectorize(cb)
+            .unroll(kb)
+            .unroll(x)
+            .unroll(y);
     }
 };
 
+// Forward: one blocked convolution over the padded input.
 class Conv2dForward : public Conv2dBase<Conv2dForward> {
 public:
     Input<Buffer<float, 4>> input{"input"};
@@ -41,11 +124,12 @@ public:
     Output<Buffer<float, 4>> output{"output"};
 
     void generate() {
-        padded = zero_padded(input, W, H, "padded");
-        RDom r(0, K, 0, K, 0, CI, "r");  // (kx, ky, ci)
-        conv(x, y, co, n) = bias(co);
-        conv(x, y, co, n) += weight(r.x, r.y, r.z, co) * padded(tap(x, r.x), tap(y, r.y), r.z, n);
-        output(x, y, co, n) = conv(x, y, co, n);
+        B = channel_block(CO);
+        src = channels_last_padded(input, W, H, P, "input_padded");
+        weights(cb, ci, kx, ky, kb) = weight(kx, ky, ci, kb * B + cb);
+        r = RDom(0, CI, 0, K, 0, K, "r");  // (ci, kx, ky)
+        acc = blocked_conv("acc", src, weights, bias(kb * B + cb), r, S, 0, 0);
+        output(x, y, co, n) = acc(co % B, x, y, co / B, n);
     }
 
     void schedule() {
@@ -54,22 +138,33 @@ public:
         pin_shape(bias, {CO});
         pin_shape(output, output_shape());
         if (using_autoscheduler()) return;
-        if (get_target().has_gpu_feature()) {
-            conv.compute_at(output, schedule_flat_gpu(output, {x, y, co, n}));
+        if (gpu()) {
+            Var thread = schedule_flat_gpu(output, {x, y, co, n});
+            acc.compute_at(output, thread);
+            schedule_flat_gpu(src, {c, x, y, n});
+            schedule_flat_gpu(weights, {cb, ci, kx, ky, kb});
         } else {
+            // Measured: see docs/PERFORMANCE.md.
             output.parallel(n);
-            conv.compute_at(output, co).vectorize(x, 8, TailStrategy::GuardWithIf);
-            conv.update().vectorize(x, 8, TailStrategy::GuardWithIf);
+            schedule_blocked_conv_cpu(acc, r, output, n, CO / B, WO(), HO());
+            src.compute_at(output, n);
+            weights.compute_root().parallel(kb);
         }
     }
 
 private:
-    Func padded, conv{"conv"};
+    int B = 1;
+    RDom r;
+    Func src, weights{"weights"}, acc;
 };
 
-// d_input(x) = sum over the taps k and output pixels o with o*S + k - P = x,
-// written as a stride-aware gather (see gather_tap in common.h). Weights are
-// zero-extended for taps k >= K and d_output for o outside [0, WO).
+// d_input(x) = sum over the taps k and output pixels o with o*S + k - P = x: a
+// gather. Split x into S phases x = S*xq + px: in phase px only the taps
+// k = t + S*q (t = (px+P) mod S, k < K) line up with an output, o = xq + (px+P)
+// div S - q. So each of the S*S phases is a stride-1 blocked convolution of
+// d_output with a sub-kernel (flipped, channels transposed); d_input
+// interleaves them. With S = 1 there is one phase: the usual flipped-kernel
+// convolution.
 class Conv2dBackwardData : public Conv2dBase<Conv2dBackwardData> {
 public:
     Input<Buffer<float, 4>> d_output{"d_output"};
@@ -77,16 +172,35 @@ public:
     Output<Buffer<float, 4>> d_input{"d_input"};
 
     void generate() {
-        const int taps = gather_taps(K, S);
-        d_out_padded = zero_padded(d_output, WO(), HO(), "d_out_padded");
-        weight_ext(kx, ky, ci, co) = BoundaryConditions::constant_exterior(
-            weight, 0.0f, {{0, K}, {0, K}})(kx, ky, ci, co);
-        RDom r(0, taps, 0, taps, 0, CO, "r");  // (qx, qy, co)
-        Expr ox = gather_output(x, r.x, S, P), oy = gather_output(y, r.y, S, P);
-        Expr tx = gather_tap(x, r.x, S, P), ty = gather_tap(y, r.y, S, P);
-        grad(x, y, ci, n) = 0.0f;
-        grad(x, y, ci, n) += weight_ext(tx, ty, ci, r.z) * d_out_padded(ox, oy, r.z, n);
-        d_input(x, y, ci, n) = grad(x, y, ci, n);
+        B = channel_block(CI);
+        pad = K;  // any pad >= K keeps every phase's offset non-negative
+        src = channels_last_padded(d_output, WO(), HO(), pad, "d_output_padded");
+        std::vector<Expr> values;
+        for (int py = 0; py < S; py++) {
+            for (int px = 0; px < S; px++) {
+                Phase ph;
+                ph.tx = taps(px);
+                ph.ty = taps(py);
+                const std::string suffix = "_" + std::to_string(px) + std::to_string(py);
+                ph.acc = Func("acc" + suffix);
+                if (ph.tx == 0 || ph.ty == 0) {
+                    ph.acc(cb, x, y, kb, n) = 0.0f;  // no tap reaches this phase (K < S)
+                } else {
+                    const int t_x = (px + P) % S, t_y = (py + P) % S;
+                    // Flipped sub-kernel: a = tx-1-q reads tap t + S*q.
+                    ph.weights = Func("weights" + suffix);
+                    ph.weights(cb, co, kx, ky, kb) =
+                        weight(t_x + S * (ph.tx - 1 - kx), t_y + S * (ph.ty - 1 - ky), kb * B + cb, co);
+                    ph.r = RDom(0, CO, 0, ph.tx, 0, ph.ty, "r" + suffix);  // (co, a, b)
+                    // o = xq + (px+P) div S - q = xq + a + (c - tx + 1), read at o + pad.
+                    const int off_x = (px + P) / S - ph.tx + 1 + pad, off_y = (py + P) / S - ph.ty + 1 + pad;
+                    ph.acc = blocked_conv(("acc" + suffix).c_str(), src, ph.weights, 0.0f, ph.r, 1, off_x, off_y);
+                }
+                values.push_back(ph.acc(ci % B, x / S, y / S, ci / B, n));
+                phases.push_back(ph);
+            }
+        }
+        d_input(x, y, ci, n) = values.size() == 1 ? values[0] : mux((y % S) * S + x % S, values);
     }
 
     void schedule() {
@@ -94,19 +208,61 @@ public:
         pin_shape(weight, weight_shape());
         pin_shape(d_input, input_shape());
         if (using_autoscheduler()) return;
-        if (get_target().has_gpu_feature()) {
-            grad.compute_at(d_input, schedule_flat_gpu(d_input, {x, y, ci, n}));
+        if (gpu()) {
+            Var thread = schedule_flat_gpu(d_input, {x, y, ci, n});
+            if (phases.size() == 1) {
+                phases[0].acc.compute_at(d_input, thread);
+            } else {
+                for (auto &ph : phases) {
+                    schedule_flat_gpu(ph.acc, {cb, x, y, kb, n});
+                    if (ph.weights.defined()) flat_gpu_loop(ph.acc.update(), {cb, x, y, kb, n});
+                }
+            }
+            schedule_flat_gpu(src, {c, x, y, n});
+            for (auto &ph : phases) {
+                if (ph.weights.defined()) schedule_flat_gpu(ph.weights, {cb, co, kx, ky, kb});
+            }
         } else {
             d_input.parallel(n);
-            grad.compute_at(d_input, ci).vectorize(x, 8, TailStrategy::GuardWithIf);
-            grad.update().vectorize(x, 8, TailStrategy::GuardWithIf);
+            src.compute_at(d_input, n);
+            for (int py = 0; py < S; py++) {
+                for (int px = 0; px < S; px++) {
+                    Phase &ph = phases[py * S + px];
+                    // Every phase is computed over the same grid, ceil(W/S) x ceil(H/S)
+                    // (the mux reads them all at every x); the odd phases' extra column is unused.
+                    const int width = (int(W) + S - 1) / S, height = (int(H) + S - 1) / S;
+                    if (!ph.weights.defined()) {
+                        ph.acc.compute_at(d_input, n);
+                        continue;
+                    }
+                    ph.weights.compute_root().parallel(kb);
+                    schedule_blocked_conv_cpu(ph.acc, ph.r, d_input, n, CI / B, width, height);
+                }
+            }
         }
     }
 
 private:
-    Func d_out_padded, weight_ext{"weight_ext"}, grad{"grad"};
+    struct Phase {
+        int tx = 0, ty = 0;
+        Func acc, weights;
+        RDom r;
+    };
+    int taps(int phase) const {  // taps k = (phase+P) mod S + S*q below K
+        const int t = (phase + P) % S;
+        return t < K ? (K - t + S - 1) / S : 0;
+    }
+    int B = 1, pad = 0;
+    Func src;
+    std::vector<Phase> phases;
 };
 
+// d_weight(kx, ky, ci, co) = sum over (n, oy, ox) of d_output(ox, oy, co, n) *
+// input(ox*S + kx - P, oy*S + ky - P, ci, n): a blocked product of the
+// channel-blocked d_output (vector operand) and the padded, channels-last
+// input (broadcast operand). Summed in chunks of NC images (chunk_grad), so
+// that a register tile accumulates over a whole chunk before it is added to
+// the total, and the chunk's operands stay in cache.
 class Conv2dBackwardWeights : public Conv2dBase<Conv2dBackwardWeights> {
 public:
     Input<Buffer<float, 4>> d_output{"d_output"};
@@ -115,11 +271,21 @@ public:
     Output<Buffer<float, 1>> d_bias{"d_bias"};
 
     void generate() {
-        padded = zero_padded(input, W, H, "padded");
-        RDom r(0, WO(), 0, HO(), 0, N, "r");  // (ox, oy, n)
-        grad_w(kx, ky, ci, co) = 0.0f;
-        grad_w(kx, ky, ci, co) += d_output(r.x, r.y, co, r.z) * padded(tap(r.x, kx), tap(r.y, ky), ci, r.z);
-        d_weight(kx, ky, ci, co) = grad_w(kx, ky, ci, co);
+        B = channel_block(CO);
+        NC = chunk_images();
+        src = channels_last_padded(input, W, H, P, "input_padded");
+        d_out_blocked = channel_blocked(d_output, B, "d_output_blocked");
+        rp = RDom(0, WO(), 0, HO(), 0, NC, "rp");  // (ox, oy, image in chunk)
+        Expr image = j * NC + rp.z;
+        chunk_grad(cb, ci, kx, ky, kb, j) = 0.0f;
+        chunk_grad(cb, ci, kx, ky, kb, j) += d_out_blocked(cb, rp.x, rp.y, kb, image) *
+                                             src(ci, rp.x * S + kx, rp.y * S + ky, image);
+        rj = RDom(0, N / NC, "rj");  // chunks
+        grad_w(cb, ci, kx, ky, kb) = 0.0f;
+        grad_w(cb, ci, kx, ky, kb) += chunk_grad(cb, ci, kx, ky, kb, rj);
+        d_weight(kx, ky, ci, co) = grad_w(co % B, ci, kx, ky, co / B);
+
+        RDom r(0, WO(), 0, HO(), 0, N, "r");
         grad_b(co) = 0.0f;
         grad_b(co) += d_output(r.x, r.y, co, r.z);
         d_bias(co) = grad_b(co);
@@ -131,19 +297,84 @@ public:
         pin_shape(d_weight, weight_shape());
         pin_shape(d_bias, {CO});
         if (using_autoscheduler()) return;
-        if (get_target().has_gpu_feature()) {
-            grad_w.compute_at(d_weight, schedule_flat_gpu(d_weight, {kx, ky, ci, co}));
+        if (gpu()) {
+            Var thread = schedule_flat_gpu(d_weight, {kx, ky, ci, co});
+            grad_w.compute_at(d_weight, thread);
+            chunk_grad.compute_at(d_weight, thread);
             grad_b.compute_at(d_bias, schedule_flat_gpu(d_bias, {co}));
+            schedule_flat_gpu(src, {c, x, y, n});
+            schedule_flat_gpu(d_out_blocked, {cb, x, y, kb, n});
         } else {
-            d_weight.parallel(co);
-            grad_w.compute_at(d_weight, co);
-            d_bias.parallel(co);
-            grad_b.compute_at(d_bias, co);
+            schedule_cpu();
         }
     }
 
 private:
-    Func padded, grad_w{"grad_w"}, grad_b{"grad_b"};
+    // Images per chunk: enough pixels per chunk for the register tile to pay
+    // off, few enough that the chunk's operands fit in L2.
+    int chunk_images() const {
+        const int halves = N % 2 == 0 ? 2 : 1;
+        const int per_half = N / halves;
+        const long image_floats = long(CO) * WO() * HO() + long(CI) * (int(W) + 2 * P) * (int(H) + 2 * P);
+        int nc = 1;
+        for (int d = 1; d <= per_half; d++) {
+            if (per_half % d) continue;
+            if (d * image_floats * 4 > 512 * 1024) break;
+            nc = d;
+            if (d * WO() * HO() >= 64) break;
+        }
+        return nc;
+    }
+
+    void schedule_cpu() {
+        // Register tile: vo channel vectors x tc input channels x the K taps of a row.
+        const int blocks = CO / B;
+        int vo = 1, tc = 1;
+        for (int v = 1; v <= std::min(blocks, 4); v++) {
+            if (blocks % v) continue;
+            for (int t = 1; t <= CI; t++) {
+                if (CI % t || v * t * K > 24) continue;
+                if (v * t > vo * tc || (v * t == vo * tc && v > vo)) vo = v, tc = t;
+            }
+        }
+        // Chunks in two halves, one per core, each with its own partial sums.
+        const int chunks = N / NC;
+        const int halves = chunks % 2 == 0 ? 2 : 1;
+        RVar rj_outer{"rj_outer"}, rj_inner{"rj_inner"};
+        Var half{"half"}, cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"};
+        grad_w.update().split(rj.x, rj_outer, rj_inner, chunks / halves);
+        Func partial = grad_w.update().rfactor(rj_outer, half);
+        partial.compute_root().vectorize(cb).parallel(half);
+        partial.update()
+            .split(ci, cio, cii, tc)
+            .split(kb, kbo, kbi, vo)
+            .reorder(cb, kbi, cii, kx, ky, cio, kbo, rj_inner, half)
+            .vectorize(cb)
+            .unroll(kbi)
+            .unroll(cii)
+            .unroll(kx)
+            .parallel(half);
+        // The tile's accumulators, over one chunk: small enough for registers.
+        chunk_grad.compute_at(partial, ky).vectorize(cb).unroll(kb).unroll(ci).unroll(kx);
+        chunk_grad.update()
+            .reorder(cb, kb, ci, kx, rp.x, rp.y, rp.z, ky, j)
+            .vectorize(cb)
+            .unroll(kb)
+            .unroll(ci)
+            .unroll(kx);
+        // One chunk of each operand at a time, where its tiles are made.
+        src.compute_at(partial, rj_inner);
+        d_out_blocked.compute_at(partial, rj_inner).vectorize(cb);
+        grad_w.compute_root().vectorize(cb).parallel(kb);
+        grad_w.update().vectorize(cb).parallel(kb);
+        d_weight.parallel(co);
+        d_bias.parallel(co);
+        grad_b.compute_at(d_bias, co);
+    }
+    Var j{"j"};  // chunk of NC images
+    int B = 1, NC = 1;
+    RDom rp, rj;
+    Func src, d_out_blocked, chunk_grad{"chunk_grad"}, grad_w{"grad_w"}, grad_b{"grad_b"};
 };
 
 }  // namespace
