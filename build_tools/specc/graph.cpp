@@ -193,8 +193,10 @@ private:
 std::vector<ParamShape> params_of(const Graph &graph, const Node &node) {
     switch (node.op) {
     case Op::Conv: {
-        const int64_t ci = graph.nodes[node.inputs[0]].shape[1], co = node.channels, kk = int64_t(node.kernel) * node.kernel;
-        return {{"weight", {co, ci, node.kernel, node.kernel}, ci * kk, co * kk}, {"bias", {co}, 0, 0}};
+        // Fans are checked products: infer_shapes rejects an overflowing weight right after.
+        const int64_t ci = graph.nodes[node.inputs[0]].shape[1], co = node.channels, k = node.kernel;
+        return {{"weight", {co, ci, k, k}, checked_product({ci, k, k}), checked_product({co, k, k})},
+                {"bias", {co}, 0, 0}};
     }
     case Op::BatchNorm: {
         const int64_t c = node.shape[1];
@@ -393,8 +395,13 @@ void infer_shapes(Graph &graph, const Spec &spec) {
 }
 
 void check_model(const Graph &graph, const Spec &spec) {
-    int64_t params = 0;
-    for (const Node &node : graph.nodes) params += param_count(graph, node);
+    int64_t params = 0, macs = 0;
+    for (const Node &node : graph.nodes) {
+        params += param_count(graph, node);  // each tensor < 2^31: no overflow
+        if (__builtin_add_overflow(macs, forward_macs(graph, node), &macs))
+            throw SpecError("/layers", "the forward pass needs more than 2^63 multiply-accumulates per image",
+                            quote(node.name));
+    }
     if (params == 0)
         throw SpecError("/layers", "the model has no trainable parameters (no conv, batchnorm or dense layer)",
                         "0 parameters");

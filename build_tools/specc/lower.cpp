@@ -214,6 +214,9 @@ private:
         placed.init = init;
         placed.offset = arena_floats * 4;
         arena_floats = align_up(arena_floats + placed.elements(), kParamAlignFloats);
+        if (arena_floats > INT_MAX)  // each arena is one Halide buffer
+            throw SpecError("/layers", "the parameters do not fit in one Halide buffer (2147483647 floats)",
+                            std::to_string(arena_floats) + " floats");
         return t;
     }
 

@@ -37,6 +37,9 @@ const std::vector<OpKeys> &op_keys() {
     return kTable;
 }
 
+constexpr int kMaxBlocks = 1000;  // keeps a typo from expanding into millions of nodes
+constexpr int kMaxDepth = 64;     // JSON nesting; deeper documents are not specs
+
 const std::vector<std::string> kBlockOps = {"residual", "bottleneck", "preact_residual"};
 
 std::vector<std::string> names_of(const std::vector<OpKeys> &table) {
@@ -67,8 +70,8 @@ public:
         return object_.at(key);
     }
 
-    // An integer in [lo, INT_MAX].
-    int integer(const std::string &key, int lo) const { return to_int(required(key), at(key), lo); }
+    // An integer in [lo, hi].
+    int integer(const std::string &key, int lo, int hi = INT_MAX) const { return to_int(required(key), at(key), lo, hi); }
     int integer_or(const std::string &key, int lo, int fallback) const {
         return has(key) ? integer(key, lo) : fallback;
     }
@@ -114,10 +117,10 @@ public:
         return value.get<bool>();
     }
 
-    static int to_int(const json &value, const std::string &pointer, int lo) {
+    static int to_int(const json &value, const std::string &pointer, int lo, int hi = INT_MAX) {
         if (!value.is_number_integer()) throw SpecError(pointer, "must be an integer", describe(value));
-        if (value.is_number_unsigned() ? value.get<uint64_t>() > uint64_t(INT_MAX) : value.get<int64_t>() > INT_MAX)
-            throw SpecError(pointer, "must be at most " + std::to_string(INT_MAX), describe(value));
+        if (value.is_number_unsigned() ? value.get<uint64_t>() > uint64_t(hi) : value.get<int64_t>() > hi)
+            throw SpecError(pointer, "must be at most " + std::to_string(hi), describe(value));
         const int64_t x = value.get<int64_t>();
         if (x < lo) throw SpecError(pointer, lo == 1 ? "must be positive" : "must be at least " + std::to_string(lo),
                                     describe(value));
@@ -188,7 +191,7 @@ Layer read_layer(const json &value, const std::string &pointer) {
         throw SpecError(fields.at("padding"), "must be at most half the kernel (" + std::to_string(layer.kernel) + ")",
                         std::to_string(layer.padding));
     if (layer.op == "dense") layer.units = fields.integer("units", 1);
-    if (is_stage) layer.blocks = fields.integer("blocks", 1);
+    if (is_stage) layer.blocks = fields.integer("blocks", 1, kMaxBlocks);
     layer.projection = fields.boolean_or("projection", layer.stride != 1);
 
     const bool bottleneck = layer.op == "bottleneck" || layer.block == "bottleneck";
@@ -259,8 +262,14 @@ void check_input_matches_data(const Spec &spec) {
 }  // namespace
 
 json parse_json(const std::string &text) {
+    // Rejects absurd nesting before it is built, so no later recursion runs deep.
+    const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t, json &) {
+        if (depth > kMaxDepth)
+            throw SpecError("", "nested deeper than " + std::to_string(kMaxDepth) + " levels", std::to_string(depth) + " levels");
+        return true;
+    };
     try {
-        return json::parse(text);
+        return json::parse(text, limit_depth);
     } catch (const json::parse_error &e) {
         // Locate the error; nlohmann reports the byte after which it gave up.
         size_t line = 1, column = 1;
@@ -283,6 +292,11 @@ json parse_json(const std::string &text) {
             reason.erase(last_read);
         }
         throw SpecError("", "not JSON at " + where + ": " + reason, got);
+    } catch (const json::out_of_range &e) {  // a number beyond double, e.g. 1e999
+        const std::string what = e.what();
+        const size_t quote_at = what.find('\'');
+        throw SpecError("", "not JSON: a number is out of range",
+                        quote_at == std::string::npos ? what : what.substr(quote_at));
     }
 }
 

@@ -42,6 +42,9 @@ TEST_CASE("not JSON, truncated, empty") {
           "spec.json: /: not JSON at line 1, column 2: syntax error while parsing value - invalid literal (got 'na')");
     CHECK(error_of_text(tiny.substr(0, tiny.size() / 2)) == "spec.json: /: truncated: the JSON ends early at line 12, column 101 (got end of file)");
     CHECK(error_of_text("") == "spec.json: /: not JSON: the file is empty (got 0 bytes)");
+    CHECK(error_of_text("{\"batch\": 1e999}") == "spec.json: /: not JSON: a number is out of range (got '1e999')");
+    CHECK(error_of_text(std::string(100, '[') + std::string(100, ']')) ==
+          "spec.json: /: nested deeper than 64 levels (got 65 levels)");
     CHECK(error_of_text("[1, 2]") == "spec.json: /: must be an object (got [1,2])");
 }
 

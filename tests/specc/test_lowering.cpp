@@ -1,2 +1,193 @@
+// The lowered program: fusion, the backward graph, the update, the buffer
+// plan, the IR checks, and what the emitted files say.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <set>
+
 #include "test_util.h"
+
+using namespace specc;
+using specc_test::compile_spec;
+
+namespace {
+
+std::vector<const Call *> calls_of(const Program &p, const std::string &generator, Phase phase) {
+    std::vector<const Call *> found;
+    for (const Call &call : p.calls)
+        if (call.pipeline.generator == generator && call.phase == phase) found.push_back(&call);
+    return found;
+}
+
+int64_t param_value(const Call &call, const std::string &key) {
+    for (const auto &[k, v] : call.pipeline.params)
+        if (k == key) return v;
+    return -1;
+}
+
+const Tensor &tensor_named(const Program &p, const std::string &name) {
+    for (const Tensor &t : p.tensors)
+        if (t.name == name) return t;
+    FAIL("no tensor " << name);
+    return p.tensors[0];
+}
+
+bool contains(const std::string &text, const std::string &part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("resnet18: every BN is fused with its ReLU, and with the shortcut add where there is one") {
+    const Program p = compile_spec("resnet18").program;
+    const auto train = calls_of(p, "batchnorm_train", Phase::Train);
+    const auto eval = calls_of(p, "batchnorm_eval", Phase::Eval);
+    REQUIRE(train.size() == 17);  // stem + 2 per block
+    CHECK(eval.size() == 17);
+    const auto residual = std::count_if(train.begin(), train.end(), [](const Call *c) { return param_value(*c, "residual") == 1; });
+    const auto relu = std::count_if(train.begin(), train.end(), [](const Call *c) { return param_value(*c, "relu") == 1; });
+    CHECK(residual == 8);
+    CHECK(relu == 17);
+    CHECK(calls_of(p, "relu_forward", Phase::Forward).empty());
+    CHECK(calls_of(p, "add", Phase::Forward).empty());
+    CHECK(calls_of(p, "batchnorm_backward", Phase::Backward).size() == 17);
+}
+
+TEST_CASE("resnet18: the backward graph") {
+    const Program p = compile_spec("resnet18").program;
+    // No d_input for the first conv: the image needs no gradient.
+    const auto data = calls_of(p, "conv2d_backward_data", Phase::Backward);
+    const auto weights = calls_of(p, "conv2d_backward_weights", Phase::Backward);
+    CHECK(weights.size() == 20);  // 1 + 16 + 3 projections
+    CHECK(data.size() == 19);
+    CHECK(std::none_of(data.begin(), data.end(), [](const Call *c) { return c->node == "conv1"; }));
+    // Each block's input feeds conv1 and the shortcut: their gradients are summed.
+    const auto sums = calls_of(p, "add", Phase::Backward);
+    CHECK(sums.size() == 8);
+    CHECK(sums.front()->node == "stage4.0.relu2");
+    CHECK(sums.back()->node == "pool1");
+    // Reverse order: the loss's gradient enters at the dense layer; conv1 comes last.
+    std::vector<const Call *> backward;
+    for (const Call &call : p.calls)
+        if (call.phase == Phase::Backward) backward.push_back(&call);
+    CHECK(backward.front()->pipeline.generator == "dense_backward");
+    CHECK(backward.back()->node == "conv1");
+    // The update: one sgd_update over the whole arenas.
+    const auto update = calls_of(p, "sgd_update", Phase::Update);
+    REQUIRE(update.size() == 1);
+    CHECK(param_value(*update[0], "SIZE") == p.param_floats);
+    CHECK(p.calls.back().pipeline.generator == "sgd_update");
+    CHECK(p.calls.front().pipeline.generator == "input_pipeline");
+}
+
+TEST_CASE("resnet18: the parameter and state arenas") {
+    const Program p = compile_spec("resnet18").program;
+    CHECK(p.params.size() == 20 * 2 + 17 * 2 + 2);  // conv, BN, dense: weight and bias each
+    CHECK(p.states.size() == 17 * 2);
+    for (int index : p.params) CHECK(p.tensors[index].offset % (64 * 4) == 0);
+    CHECK(p.tensors[p.params.front()].name == "conv1.weight");
+    CHECK(p.tensors[p.params.back()].name == "fc.bias");
+    const Tensor &w = tensor_named(p, "stage2.0.conv1.weight");
+    CHECK(w.torch_shape == Shape{128, 64, 3, 3});
+    CHECK(w.extents == std::vector<int>{3, 3, 64, 128});
+    CHECK(w.init == Init::Xavier);
+    CHECK(w.fan_in == 64 * 9);
+    CHECK(w.fan_out == 128 * 9);
+    CHECK(tensor_named(p, "stage2.0.conv3.weight").torch_shape == Shape{128, 64, 1, 1});
+    CHECK(tensor_named(p, "stage2.0.bn1.weight").init == Init::Ones);
+    CHECK(tensor_named(p, "stage2.0.bn1.bias").init == Init::Zeros);
+    CHECK(tensor_named(p, "stage2.0.bn1.running_mean").init == Init::Zeros);
+    CHECK(tensor_named(p, "stage2.0.bn1.running_var").init == Init::Ones);
+    const Tensor &fc = tensor_named(p, "fc.weight");
+    CHECK(fc.torch_shape == Shape{10, 512});
+    CHECK(fc.fan_in == 512);
+    CHECK(fc.fan_out == 10);
+}
+
+TEST_CASE("the activation plan reuses memory and the IR checks catch an overlap") {
+    Program p = compile_spec("tiny").program;
+    CHECK(p.activation_bytes == 1495552);
+    CHECK(p.unplanned_bytes == 3431168);
+    for (const Tensor &t : p.tensors)
+        if (t.arena == Arena::Activations) CHECK(t.offset % 256 == 0);
+    // Put the logits on top of the image: both are live during forward.
+    Tensor &logits = const_cast<Tensor &>(tensor_named(p, "fc"));
+    logits.offset = tensor_named(p, "input").offset;
+    CHECK_THROWS_WITH(verify_program(p), Catch::Contains("live tensors") && Catch::Contains("\"fc\"") &&
+                                             Catch::Contains("\"input\""));
+}
+
+TEST_CASE("the graph IR check names the node") {
+    Compiled c = compile_spec("tiny");
+    c.graph.nodes[5].inputs = {7};  // a node that reads a later one
+    CHECK_THROWS_WITH(verify_graph(c.graph, true),
+                      "graph check failed at node \"stage1.0.conv1\": input is not an earlier node");
+    c = compile_spec("tiny");
+    c.graph.nodes[1].shape[1] = 9;
+    CHECK_THROWS_WITH(verify_graph(c.graph, true),
+                      "graph check failed at node \"conv1\": shape [32,9,14,14] disagrees with its inputs");
+}
+
+TEST_CASE("pre-activation blocks: a plain add forward, BN+ReLU fused, and no ReLU after the add") {
+    const Program p = compile_spec("resnet18_preact").program;
+    CHECK(calls_of(p, "add", Phase::Forward).size() == 8);
+    const auto train = calls_of(p, "batchnorm_train", Phase::Train);
+    CHECK(train.size() == 18);  // stem, 2 per block, final
+    CHECK(std::all_of(train.begin(), train.end(), [](const Call *c) { return param_value(*c, "relu") == 1 && param_value(*c, "residual") == 0; }));
+    CHECK(calls_of(p, "relu_forward", Phase::Forward).empty());
+}
+
+TEST_CASE("bottleneck blocks: three convs and a projection named conv4") {
+    const Compiled c = compile_spec("resnet50");
+    CHECK(c.graph.find("stage1.0.conv4") >= 0);
+    CHECK(c.graph.find("stage1.1.conv4") < 0);
+    CHECK(c.graph.nodes[c.graph.find("stage2.0.conv2")].stride == 2);  // stride on the 3x3
+    CHECK(c.graph.nodes[c.graph.find("stage2.0.conv1")].shape == Shape{256, 128, 24, 24});
+    CHECK(c.graph.nodes[c.graph.find("stage2.0.conv3")].shape == Shape{256, 512, 12, 12});
+}
+
+TEST_CASE("emitted files") {
+    const Compiled c = compile_spec("tiny");
+    const auto files = render_files(c);
+    REQUIRE(files.size() == 4);
+    CHECK(files[0].first == "pipelines.cmake");
+    CHECK(files[1].first == "tiny_graph.cpp");
+    CHECK(files[2].first == "tiny_graph.json");
+    CHECK(files[3].first == "tiny_summary.txt");
+    CHECK(files == render_files(compile_spec("tiny")));  // deterministic
+
+    const std::string &cmake = files[0].second;
+    CHECK(contains(cmake, "\nhlnet_pipeline(conv2d_forward_n32_ci1_co8_h28_w28_k7_s2_p3 conv2d_forward N=32 CI=1 CO=8 "
+                          "H=28 W=28 K=7 S=2 P=3)\n"));
+    CHECK(contains(cmake, "\nhlnet_pipeline(batchnorm_train_n32_c8_h7_w7_relu1_residual1 batchnorm_train N=32 C=8 H=7 "
+                          "W=7 relu=1 residual=1)\n"));
+    CHECK(contains(cmake, "\nhlnet_pipeline(input_pipeline_n32_src_h28_src_w28_dst_h28_dst_w28 input_pipeline N=32 "
+                          "SRC_H=28 SRC_W=28 DST_H=28 DST_W=28)\n"));
+    CHECK(contains(cmake, "\nhlnet_pipeline(sgd_update_size178944 sgd_update SIZE=178944)\n"));
+    const size_t lines = size_t(std::count(cmake.begin(), cmake.end(), '\n'));
+    CHECK(lines == 1 + c.program.pipelines().size());
+
+    const std::string &cpp = files[1].second;
+    CHECK(contains(cpp, "#include \"conv2d_forward_n32_ci1_co8_h28_w28_k7_s2_p3.h\"\n"));
+    CHECK(contains(cpp, "    {\"stage2.0.conv1.weight\", "));
+    CHECK(contains(cpp, "    } else {\n        if (int rc = batchnorm_eval_n32_c8_h14_w14_relu1_residual0("));
+    CHECK(contains(cpp, "return failed(rc, \"sgd_update_size178944\", \"fc\");"));
+
+    const json graph = json::parse(files[2].second);
+    CHECK(graph["name"] == "tiny");
+    CHECK(graph["input"] == json({1, 28, 28}));
+    CHECK(graph["output"] == "fc");
+    CHECK(graph["nodes"][0]["name"] == "input");
+    CHECK(graph["nodes"].size() == c.graph.nodes.size());
+    std::set<std::string> seen;
+    for (const json &node : graph["nodes"]) {
+        for (const json &input : node["inputs"]) CHECK(seen.count(input.get<std::string>()) == 1);
+        seen.insert(node["name"].get<std::string>());
+    }
+    const json &conv = graph["nodes"][1];
+    CHECK(conv["attrs"] == json({{"in_channels", 1}, {"out_channels", 8}, {"kernel", 7}, {"stride", 2},
+                                 {"padding", 3}, {"bias", true}}));
+    CHECK(graph["params"][0] == json({{"name", "conv1.weight"}, {"shape", {8, 1, 7, 7}}, {"offset", 0},
+                                      {"init", "xavier"}, {"fan_in", 49}, {"fan_out", 392}}));
+    CHECK(graph["states"][1]["name"] == "bn1.running_var");
+    CHECK(graph["data"]["resize"].is_null());
+    CHECK(graph["training"]["lr"] == 0.05);
+}
