@@ -86,6 +86,11 @@ protected:
         return acc;
     }
 
+    // CPU schedule of a channels-last repack with `channels` channels.
+    void schedule_repack_cpu(Func f, int channels) {
+        if (channels % 16 == 0) f.vectorize(c, 16);
+    }
+
     // CPU schedule of a blocked convolution `acc` (reduction r) of `blocks`
     // channel blocks over a (width, height) grid, computed image by image inside
     // `consumer` (which is parallel over images): a register tile per
@@ -148,6 +153,7 @@ public:
             output.parallel(n);
             schedule_blocked_conv_cpu(acc, r, output, n, CO / B, WO(), HO());
             src.compute_at(output, n);
+            schedule_repack_cpu(src, CI);
             weights.compute_root().parallel(kb);
         }
     }
@@ -225,6 +231,7 @@ public:
         } else {
             d_input.parallel(n);
             src.compute_at(d_input, n);
+            schedule_repack_cpu(src, CO);
             for (int py = 0; py < S; py++) {
                 for (int px = 0; px < S; px++) {
                     Phase &ph = phases[py * S + px];
@@ -364,6 +371,7 @@ private:
             .unroll(kx);
         // One chunk of each operand at a time, where its tiles are made.
         src.compute_at(partial, rj_inner);
+        schedule_repack_cpu(src, CI);
         d_out_blocked.compute_at(partial, rj_inner).vectorize(cb);
         grad_w.compute_root().vectorize(cb).parallel(kb);
         grad_w.update().vectorize(cb).parallel(kb);
