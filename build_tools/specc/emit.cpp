@@ -306,7 +306,21 @@ std::string render_graph_json(const Compiled &c) {
         {"data", {{"dataset", s.data.dataset},
                   {"resize", s.data.resize ? ordered({s.data.resize_height, s.data.resize_width}) : ordered(nullptr)}}},
     };
-    return document.dump(1) + "\n";
+    // One line per key, and per element of the node and tensor lists: readable and diffable.
+    std::string text = "{\n";
+    for (auto item = document.begin(); item != document.end(); ++item) {
+        text += " " + json(item.key()).dump() + ": ";
+        const ordered &value = item.value();
+        if (value.is_array() && !value.empty() && value[0].is_object()) {
+            text += "[\n";
+            for (size_t i = 0; i < value.size(); i++) text += "  " + value[i].dump() + (i + 1 < value.size() ? ",\n" : "\n");
+            text += " ]";
+        } else {
+            text += value.dump();
+        }
+        text += std::next(item) == document.end() ? "\n" : ",\n";
+    }
+    return text + "}\n";
 }
 
 // --- NAME_summary.txt ----------------------------------------------------------
@@ -368,6 +382,8 @@ std::string render_summary(const Compiled &c) {
         << mib(p.activation_bytes) << ")\n"
         << "  unplanned (every buffer its own):           " << grouped(p.unplanned_bytes) << " bytes ("
         << mib(p.unplanned_bytes) << ")\n"
+        << "  lower bound (most bytes live at one step):  " << grouped(p.live_bytes) << " bytes ("
+        << mib(p.live_bytes) << ")\n"
         << "Pipelines:               " << p.pipelines().size() << " distinct op instances, " << p.calls.size()
         << " calls (forward in training and evaluation variants, backward, update)\n";
     return out.str();

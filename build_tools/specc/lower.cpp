@@ -472,6 +472,11 @@ private:
             program_.activation_bytes = std::max(program_.activation_bytes, offset + size);
             placed.push_back(t);
         }
+        std::vector<int64_t> live(size_t(step_ + 1), 0);
+        for (int t : placed)
+            for (int step = program_.tensors[t].first; step <= program_.tensors[t].last; step++)
+                live[step] += align_up(program_.tensors[t].bytes(), kActivationAlignBytes);
+        program_.live_bytes = *std::max_element(live.begin(), live.end());
     }
 
     const DatasetInfo &dataset() const {

@@ -75,6 +75,7 @@ struct Program {
     int64_t param_floats = 0, state_floats = 0;
     int64_t activation_bytes = 0;          // planned arena size (peak)
     int64_t unplanned_bytes = 0;           // every activation-arena tensor in its own place
+    int64_t live_bytes = 0;                // most bytes live at one step: no plan can do better
 
     std::vector<Pipeline> pipelines() const;  // distinct, in first-use order
 };

@@ -66,6 +66,7 @@ TEST_CASE("resnet18 is the seed: 11,178,378 parameters, 0.319 GMAC per image at 
     CHECK(contains(summary, "Forward MACs per image:  318,657,536 (0.319 GMAC); 81.576 GMAC per batch of 256"));
     CHECK(contains(summary, "planned (peak, buffers reused by liveness): 967,342,592 bytes (922.5 MiB)"));
     CHECK(contains(summary, "unplanned (every buffer its own):           2,275,463,168 bytes (2170.1 MiB)"));
+    CHECK(contains(summary, "lower bound (most bytes live at one step):  967,342,592 bytes (922.5 MiB)"));
     CHECK(contains(summary, "Pipelines:               72 distinct op instances, 127 calls"));
 }
 
@@ -96,6 +97,7 @@ TEST_CASE("the other specs: totals and shapes") {
         CHECK(c.graph.nodes.size() == e.nodes);
         CHECK(c.graph.nodes[c.graph.output].shape == Shape{c.spec.batch, 10});
         CHECK(c.program.activation_bytes < c.program.unplanned_bytes);
+        CHECK(c.program.activation_bytes == c.program.live_bytes);  // the plan meets the lower bound
     }
 }
 
