@@ -12,6 +12,14 @@ else()
   message(FATAL_ERROR "HLNET_TARGET must be host, cuda or opencl (got '${HLNET_TARGET}')")
 endif()
 
+# Halide's sampling profiler in every pipeline: a per-pipeline, per-Func time
+# report when the program exits (CPU targets; see HALIDE14.md 5.6).
+option(HLNET_PROFILE "Build every pipeline with Halide's profiler" OFF)
+set(hlnet_pipeline_features "")
+if(HLNET_PROFILE)
+  set(hlnet_pipeline_features FEATURES profile)
+endif()
+
 add_halide_runtime(hlnet_halide_runtime TARGETS ${HLNET_HALIDE_TARGET})
 
 # hlnet_pipeline(<library> <generator> <PARAM=VALUE>...)
@@ -27,5 +35,6 @@ function(hlnet_pipeline lib generator)
     FUNCTION_NAME ${lib}
     TARGETS ${HLNET_HALIDE_TARGET}
     USE_RUNTIME hlnet_halide_runtime
+    ${hlnet_pipeline_features}
     PARAMS ${ARGN})
 endfunction()
