@@ -8,7 +8,7 @@ usage: tiny_trains.py TINY_TRAIN DATA_DIR
 2. 150 steps, then --resume to step 300: the checkpoint and its optimizer file
    equal those of the uninterrupted run byte for byte (the CPU pipelines are
    deterministic, and the run's state is all in the checkpoint).
-Standard library only; exit status 0 when both hold. About 2 minutes on 2 cores.
+Standard library only; exit status 0 when both hold. About 10 s on 2 cores.
 """
 import json
 import os
@@ -18,8 +18,10 @@ import sys
 import tempfile
 
 STEPS = 300
-# Measured: test acc 0.756 after 300 steps (seed 1 of the spec, CPU build,
-# 2026-11-27); the bound leaves room for schedules that round differently.
+# Measured after 300 steps (the spec's seed 1, CPU build, 2026-11-27): test acc
+# 0.756 with the first CPU schedules, 0.774 with the next (rounding differs);
+# 0.799 after 600 steps, 0.843 after a whole epoch. The bound leaves room for
+# schedules that round differently still.
 MIN_TEST_ACC = 0.65
 
 
