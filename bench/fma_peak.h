@@ -1,8 +1,9 @@
 #pragma once
 
 struct FmaPeak {
-    double gflops;    // all threads together
-    const char *isa;  // the widest vector ISA used
+    double gflops;           // all threads together, per second of wall time
+    double gflops_per_core;  // per second of CPU time (process CPU clock)
+    const char *isa;         // the widest vector ISA used
 };
 
 // Runs `iterations` steps of 24 independent FMA chains on each of `threads`

@@ -48,11 +48,27 @@ protected:
             schedule_pointwise_cpu(f, x, y, c, n, W, H);
         }
     }
+    // A per-channel sum over (x, y, n), in two steps. GPU: one block per
+    // channel, one thread per image summing its plane, then one thread per
+    // channel adding the N partial sums. CPU: channels in parallel, each summed
+    // as `lanes` interleaved partial sums along x (vector loads), then added.
     void schedule_channel_sum(Func s) {
+        std::vector<RVar> r = s.rvars(0);  // (x, y, n)
         if (this->get_target().has_gpu_feature()) {
+            Var image{"image"};
+            Func per_image = s.update().rfactor(r[2], image);
+            per_image.compute_root().reorder(image, c).gpu_blocks(c).gpu_threads(image);
+            per_image.update().reorder(image, c).gpu_blocks(c).gpu_threads(image);
             schedule_flat_gpu(s, {c}, 64);
             flat_gpu_loop(s.update(), {c}, 64);
         } else {
+            const int lanes = channel_block(W);  // largest power of two <= 16 dividing W
+            Var lane{"lane"};
+            RVar rxo{"rxo"}, rxi{"rxi"};
+            s.update().split(r[0], rxo, rxi, lanes);
+            Func partial = s.update().rfactor(rxi, lane);
+            partial.compute_at(s, c).vectorize(lane);
+            partial.update().reorder(lane, rxo, r[1], r[2]).vectorize(lane);
             s.compute_root().parallel(c);
             s.update().parallel(c);
         }
