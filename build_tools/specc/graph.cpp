@@ -311,12 +311,10 @@ void sort_topologically(Graph &graph) {
         std::string text;
         for (int k : loop) text += graph.nodes[k].name + " -> ";
         text += graph.nodes[loop[0]].name;
+        // The first node reads the last one: point at that reference.
         const Node &first = graph.nodes[loop[0]];
-        const Node &closing = graph.nodes[loop.back()];
-        // `first` reads `closing`: point at that reference.
         size_t which = 0;
         while (first.inputs[which] != loop.back()) which++;
-        (void)closing;
         throw SpecError(first.input_pointers[which], "cycle: " + text, quote(first.input_names[which]));
     }
     std::vector<int> new_index(n);

@@ -209,6 +209,7 @@ private:
 
     int place(const std::string &name, Arena arena, const Shape &torch_shape, Init init, int64_t &arena_floats) {
         const int t = tensor(name, arena, DType::F32, halide_order(torch_shape));
+        by_name_[name] = t;
         Tensor &placed = program_.tensors[t];
         placed.torch_shape = torch_shape;
         placed.init = init;
@@ -220,13 +221,12 @@ private:
         return t;
     }
 
+    // A parameter or state tensor of `node` by its suffix ("weight", "running_mean").
     int param(int node, const std::string &suffix) const {
-        const std::string name = graph_.nodes[node].name + "." + suffix;
-        for (int p : program_.params)
-            if (program_.tensors[p].name == name) return p;
-        for (int s : program_.states)
-            if (program_.tensors[s].name == name) return s;
-        throw InternalError("lowering: node " + quote(graph_.nodes[node].name) + " has no tensor " + suffix);
+        const auto found = by_name_.find(graph_.nodes[node].name + "." + suffix);
+        if (found == by_name_.end())
+            throw InternalError("lowering: node " + quote(graph_.nodes[node].name) + " has no tensor " + suffix);
+        return found->second;
     }
     int grad(int node, const std::string &suffix) const { return grads_.at(param(node, suffix)); }
 
@@ -491,6 +491,7 @@ private:
     std::vector<Step> steps_;
     std::set<std::string> members_;
     std::map<int, int> value_;                      // node → tensor of its output
+    std::map<std::string, int> by_name_;            // params and states by checkpoint name
     std::map<int, int> grads_;                      // param tensor → its grads-arena twin
     std::map<int, std::pair<int, int>> saved_;      // BN node → saved_mean, saved_inv_std
     std::map<int, int> argmax_;                     // maxpool node → argmax tensor

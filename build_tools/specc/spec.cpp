@@ -174,8 +174,11 @@ Layer read_layer(const json &value, const std::string &pointer) {
     layer.pointer = pointer;
     layer.op = keys.op;
     layer.name = fields.identifier("name");
-    if (layer.name == "input")
-        throw SpecError(fields.at("name"), "\"input\" is the network input; choose another name", quote(layer.name));
+    // Graph::tensor() serves the batch under these names.
+    for (const char *reserved : {"input", "images", "labels"})
+        if (layer.name == reserved)
+            throw SpecError(fields.at("name"), quote(reserved) + " names the network input; choose another name",
+                            quote(layer.name));
     if (fields.has("input")) layer.inputs = {fields.string("input")};
     if (layer.op == "add") layer.inputs = read_inputs(fields);
 

@@ -129,7 +129,9 @@ TEST_CASE("names and references") {
     CHECK(error_of(tiny_set("/layers/1/name", "conv1")) ==
           "spec.json: /layers/1/name: duplicate name, already used at /layers/0 (got \"conv1\")");
     CHECK(error_of(tiny_set("/layers/1/name", "input")) ==
-          "spec.json: /layers/1/name: \"input\" is the network input; choose another name (got \"input\")");
+          "spec.json: /layers/1/name: \"input\" names the network input; choose another name (got \"input\")");
+    CHECK(error_of(tiny_set("/layers/1/name", "labels")) ==
+          "spec.json: /layers/1/name: \"labels\" names the network input; choose another name (got \"labels\")");
     CHECK(error_of(tiny_set("/layers/1/name", "bn-1")) ==
           "spec.json: /layers/1/name: a name must start with a letter or '_' and hold only letters, digits and '_' "
           "(got \"bn-1\")");
