@@ -21,6 +21,7 @@ if(HLNET_PROFILE)
 endif()
 
 add_halide_runtime(hlnet_halide_runtime TARGETS ${HLNET_HALIDE_TARGET})
+add_custom_target(hlnet_all_pipelines)  # every pipeline library, e.g. to check that all compile
 
 # hlnet_pipeline(<library> <generator> <PARAM=VALUE>...)
 # Appends <library> to HLNET_CURRENT_PIPELINES in the caller's scope. A library
@@ -37,4 +38,5 @@ function(hlnet_pipeline lib generator)
     USE_RUNTIME hlnet_halide_runtime
     ${hlnet_pipeline_features}
     PARAMS ${ARGN})
+  add_dependencies(hlnet_all_pipelines ${lib})
 endfunction()

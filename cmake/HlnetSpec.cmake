@@ -6,7 +6,8 @@
 # depends on the spec. Editing a spec re-runs it on the next build; pipelines
 # are named from their configuration, so only changed ones are recompiled.
 
-set(HLNET_SPECC_BUILD ${CMAKE_BINARY_DIR}/_specc)
+set(HLNET_SPECC_BUILD ${CMAKE_BINARY_DIR}/_specc CACHE PATH
+    "Where the configure-time specc is built (variant builds can share one)")
 set(HLNET_SPECC ${HLNET_SPECC_BUILD}/specc)
 file(GLOB_RECURSE hlnet_specc_sources CONFIGURE_DEPENDS
      ${CMAKE_SOURCE_DIR}/build_tools/specc/*.cpp ${CMAKE_SOURCE_DIR}/build_tools/specc/*.h)

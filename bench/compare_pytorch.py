@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""hlnet against PyTorch: the same network, from the same spec, at the same batch.
+
+Runs the spec's hlnet benchmark (build/NAME/NAME_bench) and then PyTorch's
+training step (forward, cross-entropy, backward, SGD) on the module that
+tools/torch_reference.py builds from build/NAME/NAME_graph.json, in float32 on
+the CPU, and prints images/s side by side. Both time the median step after a
+warm-up, on real Fashion-MNIST batches. A benchmark: it asserts nothing.
+
+usage: bench/compare_pytorch.py BUILD/NAME [--steps N] [--warmup N] [--threads N]
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torch_reference as ref  # noqa: E402
+
+
+def hlnet_step_ms(bench, steps, warmup, data):
+    out = subprocess.run([bench, "--steps", str(steps), "--warmup", str(warmup), "--data", data],
+                         check=True, capture_output=True, text=True).stdout
+    print(out.rstrip())
+    return float(re.search(r"step\s+([\d.]+) ms", out).group(1))
+
+
+def torch_step_ms(graph, steps, warmup, data):
+    net = ref.Net(graph)
+    images, labels = ref.load_split(data, "train")
+    batch = graph["batch"]
+    t = graph["training"]
+    opt = torch.optim.SGD(net.parameters(), lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"])
+    net.train()
+    times = []
+    for s in range(warmup + steps):
+        indices = torch.arange(s * batch, (s + 1) * batch) % images.shape[0]
+        start = time.perf_counter()
+        x = ref.input_batch(graph, images, indices, torch.float32)
+        loss = F.cross_entropy(net(x), labels[indices].long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if s >= warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec_build", help="the spec's build folder, e.g. build/resnet18")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    a = p.parse_args()
+    name = os.path.basename(os.path.normpath(a.spec_build))
+    graph = json.load(open(os.path.join(a.spec_build, f"{name}_graph.json")))
+    torch.set_num_threads(a.threads)
+    os.environ.setdefault("HL_NUM_THREADS", str(a.threads))
+
+    hl = hlnet_step_ms(os.path.join(a.spec_build, f"{name}_bench"), a.steps, a.warmup, a.data)
+    pt = torch_step_ms(graph, a.steps, a.warmup, a.data)
+    batch = graph["batch"]
+    print(f"\n{name}, batch {batch}, {a.threads} threads, median of {a.steps} steps after {a.warmup} warm-up")
+    print(f"{'':10}{'ms/step':>12}{'images/s':>12}")
+    print(f"{'hlnet':10}{hl:12.1f}{batch * 1000 / hl:12.1f}")
+    print(f"{'PyTorch':10}{pt:12.1f}{batch * 1000 / pt:12.1f}   (torch {torch.__version__})")
+    print(f"hlnet / PyTorch speed: {pt / hl:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
