@@ -104,12 +104,13 @@ private:
         };
         std::vector<bool> absorbed(graph_.nodes.size(), false);
         std::map<int, Step> groups;  // by the node whose position emits the group
+        std::set<int> taken_adds;    // add(bn_a, bn_b): only the first BN absorbs it
         for (size_t b = 0; b < graph_.nodes.size(); b++) {
             const Node &bn = graph_.nodes[b];
             if (bn.op != Op::BatchNorm) continue;
             Step step{Op::BatchNorm, int(b), int(b), {bn.inputs[0]}};
             const int add = sole_consumer(int(b), Op::Add);
-            if (add >= 0) {
+            if (add >= 0 && taken_adds.insert(add).second) {
                 const std::vector<int> &operands = graph_.nodes[add].inputs;
                 step.residual = true;
                 step.inputs.push_back(operands[0] == int(b) ? operands[1] : operands[0]);
@@ -183,8 +184,9 @@ private:
     void place_parameters() {
         for (const Node &node : graph_.nodes) {
             for (const ParamShape &param : params_of(graph_, node)) {
-                const Init init = param.fan_in ? Init::Xavier : param.suffix == "weight" && node.op == Op::BatchNorm
-                                                                    ? Init::Ones : Init::Zeros;
+                Init init = Init::Zeros;                                   // biases, BN beta
+                if (param.fan_in) init = Init::Xavier;                     // conv and dense weights
+                else if (node.op == Op::BatchNorm && param.suffix == "weight") init = Init::Ones;  // gamma
                 const int p = place(node.name + "." + param.suffix, Arena::Params, param.shape, init,
                                     program_.param_floats);
                 program_.tensors[p].fan_in = param.fan_in;

@@ -191,3 +191,27 @@ TEST_CASE("emitted files") {
     CHECK(graph["data"]["resize"].is_null());
     CHECK(graph["training"]["lr"] == 0.05);
 }
+
+TEST_CASE("an add of two batch norms absorbs into the first only") {
+    json spec = specc_test::spec_json("tiny");
+    spec["layers"] = json::parse(R"([
+        {"name": "conv_a", "op": "conv", "channels": 4, "kernel": 3, "padding": 1},
+        {"name": "bn_a", "op": "batchnorm"},
+        {"name": "conv_b", "op": "conv", "channels": 4, "kernel": 1, "input": "input"},
+        {"name": "bn_b", "op": "batchnorm"},
+        {"name": "sum", "op": "add", "inputs": ["bn_a", "bn_b"]},
+        {"name": "relu", "op": "relu"},
+        {"name": "gap", "op": "global_avgpool"},
+        {"name": "fc", "op": "dense", "units": 10}
+    ])");
+    const Program p = compile(spec.dump()).program;  // verify_program runs inside
+    const auto train = calls_of(p, "batchnorm_train", Phase::Train);
+    REQUIRE(train.size() == 2);
+    // bn_b runs first: the fused bn_a + add + relu reads it as its residual.
+    CHECK(train[0]->node == "bn_b");
+    CHECK(param_value(*train[0], "residual") == 0);
+    CHECK(param_value(*train[0], "relu") == 0);
+    CHECK(train[1]->node == "bn_a");
+    CHECK(param_value(*train[1], "residual") == 1);
+    CHECK(param_value(*train[1], "relu") == 1);
+}
