@@ -141,8 +141,8 @@ std::string call_line(ViewTable &views, const Call &call, const std::string &ind
     std::vector<std::string> args;
     for (const Arg &arg : call.args) args.push_back(arg.tensor >= 0 ? "v." + views.member(arg.tensor, arg.extents) + ".get()" : arg.expr);
     const std::string lib = call.pipeline.library();
-    return indent + "if (int rc = " + lib + "(" + join(args, ", ") + ")) return failed(rc, \"" + lib + "\", \"" +
-           call.node + "\");\n";
+    return indent + "if (int rc = " + lib + "(" + join(args, ", ") + "))\n" + indent + "    return failed(rc, \"" + lib +
+           "\", \"" + call.node + "\");\n";
 }
 
 std::string tensor_infos(const Program &program, const std::vector<int> &list) {

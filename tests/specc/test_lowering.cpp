@@ -169,7 +169,8 @@ TEST_CASE("emitted files") {
     CHECK(contains(cpp, "#include \"conv2d_forward_n32_ci1_co8_h28_w28_k7_s2_p3.h\"\n"));
     CHECK(contains(cpp, "    {\"stage2.0.conv1.weight\", "));
     CHECK(contains(cpp, "    } else {\n        if (int rc = batchnorm_eval_n32_c8_h14_w14_relu1_residual0("));
-    CHECK(contains(cpp, "return failed(rc, \"sgd_update_size178944\", \"fc\");"));
+    CHECK(contains(cpp, "(v.p_params.get(), v.g_grads.get(), v.v_velocity.get(), lr, momentum, weight_decay, "
+                        "v.p_params.get(), v.v_velocity.get()))\n        return failed(rc, \"sgd_update_size178944\", \"fc\");"));
 
     const json graph = json::parse(files[2].second);
     CHECK(graph["name"] == "tiny");
