@@ -135,8 +135,12 @@ void Model::upload() {
 
 void Model::download() {
     if (!pipeline_device()) return;
-    for (auto *b : {&params, &velocity, &state})
+    // The pipelines write through views (device crops of the arenas), whose
+    // dirty flags are their own: mark each arena device-dirty to copy it.
+    for (auto *b : {&params, &grads, &velocity, &state}) {
+        b->set_device_dirty();
         if (b->copy_to_host() != 0) fail("cannot copy an arena to the host: %s", halide_error_message);
+    }
 }
 
 // ---- batches and evaluation ----------------------------------------------------------
@@ -146,6 +150,8 @@ BatchInput::BatchInput(Split &split, int batch) : split(split), indices(batch) {
     // The whole split lives on the device for the run; per step only the
     // indices move.
     if (const halide_device_interface_t *device = pipeline_device()) {
+        split.images.set_host_dirty();  // filled through data(), which Halide cannot see
+        split.labels.set_host_dirty();
         if (split.images.copy_to_device(device) != 0 || split.labels.copy_to_device(device) != 0)
             fail("cannot copy the dataset to the device: %s", halide_error_message);
     }
@@ -195,10 +201,8 @@ public:
     }
 
     void run() {
-        for (int64_t epoch = run_.epoch; epoch < epochs_; epoch++) {
-            const bool finished = train_epoch(epoch);
-            if (!finished) break;
-        }
+        for (int64_t epoch = run_.epoch; epoch < epochs_; epoch++)
+            if (!train_epoch(epoch)) break;
     }
 
 private:
@@ -217,7 +221,6 @@ private:
         if (!opt_.no_shuffle) Rng(stream_seed(run_.seed, 1 + uint64_t(epoch))).shuffle(order_.data(), int64_t(order_.size()));
 
         bool stopped = false;
-        double train_seconds = 0;
         while (step_in_epoch < steps_per_epoch_) {
             if (opt_.max_steps && run_.step >= *opt_.max_steps) {
                 stopped = true;
@@ -236,8 +239,7 @@ private:
             step_in_epoch++;
             run_.epoch_loss_sum += double(m.loss) * batch;
             run_.epoch_correct += m.correct;
-            train_seconds = seconds_since(start);
-            report_step(epoch, step_in_epoch, step_in_epoch - first_step, train_seconds, m.loss);
+            report_step(epoch, step_in_epoch, step_in_epoch - first_step, seconds_since(start), m.loss);
         }
         progress_.clear();
         if (stopped) std::printf("stopping after step %lld (--max-steps)\n", (long long)run_.step);

@@ -50,7 +50,8 @@ public:
     RunState resume(const std::string &path);
     void save(const std::string &path, const RunState &run);
 
-    // Device <-> host for the arenas the host reads or writes (init, checkpoints).
+    // Device <-> host for the arenas the host reads or writes (initialisation,
+    // checkpoints, tests); nothing on the host target.
     void upload();
     void download();
 

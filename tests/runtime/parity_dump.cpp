@@ -95,7 +95,7 @@ int run(const std::string &load, const std::string &indices_text, const std::str
     keep("train.correct", hlnet::Dtype::I64, {}, &correct, 8);
 
     hlnet::check_pipeline(model.graph().backward(), "backward", 0);
-    model.grads.copy_to_host();
+    model.download();
     keep_arena("grad.", info.params, info.num_params, model.grads.data());
 
     hlnet::check_pipeline(model.graph().update(info.lr, info.momentum, info.weight_decay), "update", 0);
