@@ -303,7 +303,22 @@ json parse_json(const std::string &text) {
     }
 }
 
+// A top-level key that belongs in a section ("epochs" at the top) is named with its section.
+void check_misplaced_keys(const json &document) {
+    static const std::vector<std::pair<std::string, std::vector<std::string>>> kSections = {
+        {"input", {"channels", "height", "width"}},
+        {"training", {"optimizer", "lr", "momentum", "weight_decay", "epochs", "init", "seed"}},
+        {"data", {"dataset", "resize"}},
+    };
+    if (!document.is_object()) return;
+    for (const auto &[section, keys] : kSections)
+        for (const std::string &key : keys)
+            if (document.contains(key))
+                throw SpecError("/" + key, "unknown key; it belongs in " + quote(section), quote(key));
+}
+
 Spec read_spec(const json &document) {
+    check_misplaced_keys(document);
     const ObjectReader top(document, "", {"name", "description", "input", "batch", "classes", "layers", "training", "data"});
     Spec spec;
     spec.name = top.identifier("name");

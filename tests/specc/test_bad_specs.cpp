@@ -98,7 +98,9 @@ TEST_CASE("unknown keys, ops and names: the nearest valid name") {
     CHECK(error_of(tiny_with([](json &s) { at(s, "/layers/0/kernal") = 3; })) ==
           "spec.json: /layers/0/kernal: unknown key; did you mean \"kernel\"? (got \"kernal\")");
     CHECK(error_of(tiny_with([](json &s) { s["epochs"] = 5; })) ==
-          "spec.json: /epochs: unknown key; did you mean \"batch\"? (got \"epochs\")");
+          "spec.json: /epochs: unknown key; it belongs in \"training\" (got \"epochs\")");
+    CHECK(error_of(tiny_with([](json &s) { s["epoch"] = 5; })) ==
+          "spec.json: /epoch: unknown key; did you mean \"batch\"? (got \"epoch\")");
     CHECK(error_of(tiny_with([](json &s) { at(s, "/training/learning_rate") = 0.1; })) ==
           "spec.json: /training/learning_rate: unknown key; did you mean \"init\"? (got \"learning_rate\")");
     CHECK(error_of(tiny_set("/layers/0/op", "convolution")) ==
