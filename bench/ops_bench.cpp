@@ -68,6 +68,32 @@ Timing time_call(int reps, const std::function<int()> &call) {
     return {median(ms), median(cpu_ms)};
 }
 
+using ReportBytes = std::function<void(const char *, double, const std::function<int()> &)>;
+
+// Batch norm calls differ by flag (docs/INTERNALS.md): the optional arguments
+// are passed only when they exist.
+template <bool Relu, bool Residual, typename Train, typename Backward>
+void bench_batchnorm(const char *train_name, const char *backward_name, Train train, Backward backward, int N, int C,
+                     int H, int W, const ReportBytes &report_bytes) {
+    const std::vector<int> shape = {W, H, C, N}, vec = {C};
+    const double plane_bytes = 4.0 * N * C * H * W;
+    auto in = random_buffer(shape, 5), res = random_buffer(shape, 6), d_out = random_buffer(shape, 7);
+    auto gamma = random_buffer(vec, 8), beta = random_buffer(vec, 9), rm = random_buffer(vec, 10);
+    auto rv = random_buffer(vec, 11);
+    rv.for_each_value([](float &v) { v = 1.0f + v * v; });
+    Buffer<float> out(shape), mean(C), inv_std(C), d_in(shape), d_res(shape), d_gamma(C), d_beta(C);
+    report_bytes(train_name, (2 + Residual) * plane_bytes, [&] {
+        if constexpr (Residual) return train(in, gamma, beta, rm, rv, res, out, mean, inv_std, rm, rv);
+        else return train(in, gamma, beta, rm, rv, out, mean, inv_std, rm, rv);
+    });
+    report_bytes(backward_name, (3 + Relu + Residual) * plane_bytes, [&] {
+        if constexpr (Relu && Residual) return backward(in, out, d_out, gamma, mean, inv_std, d_in, d_gamma, d_beta, d_res);
+        else if constexpr (Relu) return backward(in, out, d_out, gamma, mean, inv_std, d_in, d_gamma, d_beta);
+        else if constexpr (Residual) return backward(in, d_out, gamma, mean, inv_std, d_in, d_gamma, d_beta, d_res);
+        else return backward(in, d_out, gamma, mean, inv_std, d_in, d_gamma, d_beta);
+    });
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -106,5 +132,42 @@ int main(int argc, char **argv) {
         }                                                                                              \
     }
     HLNET_CONV2D_CASES(HLNET_BENCH_CONV)
+
+    // Memory-bound pipelines: GB/s of the fewest bytes they must move (each
+    // input read once, each output written once).
+    std::printf("\n%-58s %9s %9s\n", "pipeline", "ms", "GB/s");
+    ReportBytes report_bytes = [&](const char *name, double bytes, const std::function<int()> &call) {
+        if (!std::strstr(name, filter)) return;
+        const Timing t = time_call(reps, call);
+        std::printf("%-58s %9.2f %9.1f\n", name, t.ms, bytes / t.ms / 1e6);
+        std::fflush(stdout);
+    };
+#define HLNET_BENCH_BN(train, backward, N, C, H, W, RELU, RESIDUAL) \
+    bench_batchnorm<RELU, RESIDUAL>(#train, #backward, train, backward, N, C, H, W, report_bytes);
+    HLNET_BATCHNORM_CASES(HLNET_BENCH_BN)
+#define HLNET_BENCH_MAXPOOL(forward, backward, N, C, H, W, K, S, P)                                            \
+    {                                                                                                         \
+        const int HO = (H + 2 * P - K) / S + 1, WO = (W + 2 * P - K) / S + 1;                                \
+        auto in = random_buffer({W, H, C, N}, 12), d_out = random_buffer({WO, HO, C, N}, 13);                \
+        Buffer<float> out(WO, HO, C, N), d_in(W, H, C, N);                                                    \
+        Buffer<int32_t> argmax(WO, HO, C, N);                                                                 \
+        const double in_bytes = 4.0 * N * C * H * W, out_bytes = 4.0 * N * C * HO * WO;                      \
+        report_bytes(#forward, in_bytes + 2 * out_bytes, [&] { return forward(in, out, argmax); });          \
+        report_bytes(#backward, in_bytes + 2 * out_bytes, [&] { return backward(d_out, argmax, d_in); });    \
+    }
+    HLNET_MAXPOOL_CASES(HLNET_BENCH_MAXPOOL)
+#define HLNET_BENCH_ADD(add, N, C, H, W)                                                                       \
+    {                                                                                                         \
+        auto a = random_buffer({W, H, C, N}, 14), b = random_buffer({W, H, C, N}, 15);                       \
+        Buffer<float> out(W, H, C, N);                                                                        \
+        report_bytes(#add, 12.0 * N * C * H * W, [&] { return add(a, b, out); });                            \
+    }
+    HLNET_ADD_CASES(HLNET_BENCH_ADD)
+#define HLNET_BENCH_SGD(sgd, SIZE)                                                                             \
+    {                                                                                                         \
+        auto p = random_buffer({SIZE}, 16), g = random_buffer({SIZE}, 17), v = random_buffer({SIZE}, 18);    \
+        report_bytes(#sgd, 20.0 * SIZE, [&] { return sgd(p, g, v, 0.05f, 0.9f, 0.0f, p, v); });              \
+    }
+    HLNET_SGD_CASES(HLNET_BENCH_SGD)
     return 0;
 }
