@@ -254,6 +254,8 @@ private:
         program_.forward_end = step_ + 1;
         program_.named = {{"images", images_}, {"input", images_}, {"labels", labels_}, {"logits", logits}};
         for (const Step &step : steps_) program_.named.push_back({graph_.nodes[step.output].name, value(step.output)});
+        for (const auto &[macro, node] : graph_.aliases)  // "stage2", "stage2.0": the block's output
+            program_.named.push_back({macro, value(graph_.find(node))});
     }
 
     void forward(const Step &step) {

@@ -168,6 +168,8 @@ TEST_CASE("emitted files") {
     const std::string &cpp = files[1].second;
     CHECK(contains(cpp, "#include \"conv2d_forward_n32_ci1_co8_h28_w28_k7_s2_p3.h\"\n"));
     CHECK(contains(cpp, "    {\"stage2.0.conv1.weight\", "));
+    CHECK(contains(cpp, "        {\"stage2\", &Views::a_stage2_1_relu2},\n"));
+    CHECK(contains(cpp, "        {\"logits\", &Views::a_fc},\n"));
     CHECK(contains(cpp, "    } else {\n        if (int rc = batchnorm_eval_n32_c8_h14_w14_relu1_residual0("));
     CHECK(contains(cpp, "(v.p_params.get(), v.g_grads.get(), v.v_velocity.get(), lr, momentum, weight_decay, "
                         "v.p_params.get(), v.v_velocity.get()))\n        return failed(rc, \"sgd_update_size178944\", \"fc\");"));
