@@ -38,7 +38,7 @@ public:
         padded(x, y, c, n) = BoundaryConditions::constant_exterior(
             input, Float(32).min(), {{0, W}, {0, H}})(x, y, c, n);
         // Window in row-major order; a strict > keeps the first maximum (PyTorch's tie rule).
-        RDom r(0, K, 0, K, "r");
+        r = RDom(0, K, 0, K, "r");
         Expr ix = window_tap(x, r.x, S, P), iy = window_tap(y, r.y, S, P);
         Expr v = padded(ix, iy, c, n);
         best(x, y, c, n) = Tuple(Float(32).min(), -1);
@@ -52,19 +52,22 @@ public:
         pin_shape(output, output_shape());
         pin_shape(argmax, output_shape());
         if (using_autoscheduler()) return;
-        // best is a (value, index) Tuple read by both outputs: computed once, at root.
+        // best is a (value, index) Tuple read by both outputs: computed once, at
+        // root, vectorised along x (stride-S loads), images in parallel.
         if (get_target().has_gpu_feature()) {
             schedule_flat_gpu(best, {x, y, c, n});
             flat_gpu_loop(best.update(), {x, y, c, n});
         } else {
-            best.compute_root().parallel(n);
-            best.update().parallel(n);
+            const int vec = std::max(channel_block(WO()), 8);
+            best.compute_root().parallel(n).vectorize(x, vec, TailStrategy::GuardWithIf);
+            best.update().reorder(x, r.x, r.y, y, c, n).parallel(n).vectorize(x, vec, TailStrategy::GuardWithIf);
         }
         schedule_planes(output, WO(), HO());
         schedule_planes(argmax, WO(), HO());
     }
 
 private:
+    RDom r;
     Func padded{"padded"}, best{"best"};
 };
 
@@ -80,11 +83,17 @@ public:
         Region out_box = {{0, WO()}, {0, HO()}};
         d_out_ext(x, y, c, n) = BoundaryConditions::constant_exterior(d_output, 0.0f, out_box)(x, y, c, n);
         argmax_ext(x, y, c, n) = BoundaryConditions::constant_exterior(argmax, -1, out_box)(x, y, c, n);
+        // The ceil(K/S)^2 candidate windows, summed as one expression (no
+        // reduction loop), so the stage is pointwise and vectorises along x.
         const int taps = gather_taps(K, S);
-        RDom q(0, taps, 0, taps, "q");
-        Expr ox = gather_output(x, q.x, S, P), oy = gather_output(y, q.y, S, P);
-        grad(x, y, c, n) = 0.0f;
-        grad(x, y, c, n) += select(argmax_ext(ox, oy, c, n) == plane_index(x, y), d_out_ext(ox, oy, c, n), 0.0f);
+        Expr sum = 0.0f;
+        for (int qy = 0; qy < taps; qy++) {
+            for (int qx = 0; qx < taps; qx++) {
+                Expr ox = gather_output(x, qx, S, P), oy = gather_output(y, qy, S, P);
+                sum += select(argmax_ext(ox, oy, c, n) == plane_index(x, y), d_out_ext(ox, oy, c, n), 0.0f);
+            }
+        }
+        grad(x, y, c, n) = sum;
         d_input(x, y, c, n) = grad(x, y, c, n);
     }
 
@@ -93,7 +102,15 @@ public:
         pin_shape(argmax, output_shape());
         pin_shape(d_input, input_shape());
         if (using_autoscheduler()) return;
-        grad.compute_at(d_input, schedule_planes(d_input, W, H));
+        if (get_target().has_gpu_feature()) {
+            schedule_flat_gpu(d_input, {x, y, c, n});
+        } else {
+            // Along x, not the fused plane: the gather's x/S then stays a
+            // strided load instead of a per-lane division.
+            Var cn{"cn"};
+            d_input.compute_root().fuse(c, n, cn).parallel(cn).vectorize(x, std::max(channel_block(W), 8),
+                                                                          TailStrategy::GuardWithIf);
+        }
     }
 
 private:
