@@ -30,6 +30,9 @@ class Progress {
 public:
     // terminal: redraw one line in place; else print a line every `every` steps.
     Progress(FILE *out, bool terminal, int64_t every);
+    ~Progress() { clear(); }  // so that an error message starts on a clean line
+    Progress(const Progress &) = delete;
+    Progress &operator=(const Progress &) = delete;
     void update(const ProgressInfo &p);
     // Clears the bar so that the next line (the epoch line) starts clean.
     void clear();

@@ -201,6 +201,8 @@ public:
     }
 
     void run() {
+        if (run_.epoch >= epochs_)
+            std::printf("nothing to train: %lld of %lld epochs are done\n", (long long)run_.epoch, (long long)epochs_);
         for (int64_t epoch = run_.epoch; epoch < epochs_; epoch++)
             if (!train_epoch(epoch)) break;
     }
@@ -297,7 +299,6 @@ private:
     }
 
     [[noreturn]] void stop_on_bad_loss(float loss, int64_t epoch, int64_t step_in_epoch) {
-        progress_.clear();
         std::string kept = "no checkpoint was written (--save FILE keeps one per epoch)";
         if (saved_ || (!opt_.save.empty() && access(opt_.save.c_str(), F_OK) == 0))
             kept = "the last good checkpoint, " + opt_.save + ", is kept";
