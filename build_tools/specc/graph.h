@@ -50,7 +50,7 @@ std::vector<ParamShape> params_of(const Graph &graph, const Node &node);
 int64_t param_count(const Graph &graph, const Node &node);
 int64_t forward_macs(const Graph &graph, const Node &node);  // per image
 
-// The passes, in the order build_graph() runs them (see specc.cpp).
+// The passes, in the order compile() runs them (specc.cpp).
 Graph expand_macros(const Spec &spec);              // stage → blocks → primitive nodes
 void resolve_inputs(Graph &graph);                  // names → indices; unknown names, duplicates
 void sort_topologically(Graph &graph);              // DAG order; a cycle is an error
