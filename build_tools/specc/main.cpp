@@ -77,6 +77,11 @@ void write_if_changed(const fs::path &path, const std::string &content) {
 }
 
 int run(int argc, char **argv) {
+    if (argc == 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+        std::cout << kUsage << "Exit codes: 0 done, 1 usage or I/O, 2 bad spec (one line on stderr), 3 internal error.\n"
+                  << "The spec language: docs/SPEC.md.\n";
+        return 0;
+    }
     if (argc < 3) throw UsageError("missing command or spec");
     const std::string command = argv[1], spec_path = argv[2];
     fs::path out_dir;

@@ -57,6 +57,8 @@ check "summary: 0.319 GMAC per image" grep -q "(0.319 GMAC)" "$work/summary"
 check "summary --input 1x224x224: conv1 (1, 64, 112, 112)" grep -Eq "^conv1 +conv 7x7/2 p3 +\(1, 64, 112, 112\)" "$work/summary224"
 check "summary --input 1x224x224: stage4 ends at (1, 512, 7, 7)" grep -Eq "^stage4.1.relu2 +relu +\(1, 512, 7, 7\)" "$work/summary224"
 
+check "--help exits 0" "$specc" --help
+
 # Usage errors: exit code 1.
 rc=0; "$specc" summary 2>/dev/null || rc=$?
 check "usage: no spec exits 1" test "$rc" -eq 1
