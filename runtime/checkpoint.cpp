@@ -24,12 +24,6 @@ constexpr int64_t kMaxHeaderBytes = 100 << 20;  // the limit the reference imple
 const char *dtype_name(Dtype d) { return d == Dtype::F32 ? "F32" : "I64"; }
 int64_t dtype_bytes(Dtype d) { return d == Dtype::F32 ? 4 : 8; }
 
-int64_t numel(const std::vector<int64_t> &shape) {
-    int64_t n = 1;
-    for (int64_t e : shape) n *= e;
-    return n;
-}
-
 std::string shape_string(const std::vector<int64_t> &shape) {
     std::string s = "[";
     for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -56,10 +50,6 @@ void sync_directory_of(const std::string &path) {
         ::fsync(fd);
         ::close(fd);
     }
-}
-
-std::vector<int64_t> shape_of(const TensorInfo &t) {
-    return std::vector<int64_t>(t.shape, t.shape + t.rank);
 }
 
 std::string bn_prefix(const std::string &state_name) {
@@ -246,6 +236,14 @@ const SafetensorsFile::Entry *SafetensorsFile::find(const std::string &name) con
 }
 
 // ---- hlnet checkpoints ------------------------------------------------------
+
+std::vector<int64_t> shape_of(const TensorInfo &t) { return std::vector<int64_t>(t.shape, t.shape + t.rank); }
+
+int64_t numel(const std::vector<int64_t> &shape) {
+    int64_t n = 1;
+    for (int64_t e : shape) n *= e;
+    return n;
+}
 
 std::string optimizer_path(const std::string &model_path) {
     static const std::string ext = ".safetensors";

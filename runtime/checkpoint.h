@@ -61,6 +61,9 @@ private:
 
 // ---- hlnet checkpoints -----------------------------------------------------
 
+std::vector<int64_t> shape_of(const TensorInfo &t);  // PyTorch order, rank entries
+int64_t numel(const std::vector<int64_t> &shape);
+
 // Where a run stands; stored as metadata so that --resume continues exactly.
 struct RunState {
     int64_t epoch = 0;           // completed epochs

@@ -35,12 +35,6 @@ void on_halide_error(void *, const char *message) {
     if (n > 0 && halide_error_message[n - 1] == '\n') halide_error_message[n - 1] = '\0';
 }
 
-int64_t numel(const TensorInfo &t) {
-    int64_t n = 1;
-    for (int d = 0; d < t.rank; d++) n *= t.shape[d];
-    return n;
-}
-
 // A 1-D float arena of `floats` elements (at least one, so it has an address).
 Halide::Runtime::Buffer<float> arena(int64_t floats, const char *what) {
     if (floats > INT_MAX) fail("the %s arena needs %lld floats; Halide buffers hold at most %d", what,
@@ -52,7 +46,7 @@ Halide::Runtime::Buffer<float> arena(int64_t floats, const char *what) {
 
 void fill_tensor(float *arena, const TensorInfo &t, Rng *rng) {
     float *p = arena + t.offset;
-    const int64_t n = numel(t);
+    const int64_t n = numel(shape_of(t));
     switch (t.init) {
     case Init::Zeros: std::fill(p, p + n, 0.0f); break;
     case Init::Ones: std::fill(p, p + n, 1.0f); break;
@@ -322,7 +316,7 @@ private:
 
 void print_model(const ModelInfo &info, int64_t epochs, double lr, uint64_t seed) {
     int64_t weights = 0;
-    for (int i = 0; i < info.num_params; i++) weights += numel(info.params[i]);
+    for (int i = 0; i < info.num_params; i++) weights += numel(shape_of(info.params[i]));
     std::printf("%s: %lld parameters, input %dx%dx%d, %d classes, batch %d; epochs %lld, lr %g, "
                 "momentum %g, weight decay %g, seed %llu\n",
                 info.name, (long long)weights, info.channels, info.height, info.width, info.classes, info.batch,

@@ -76,10 +76,9 @@ int run(const std::string &load, const std::string &indices_text, const std::str
     auto keep_arena = [&](const char *prefix, const hlnet::TensorInfo *infos, int n, const float *arena) {
         for (int i = 0; i < n; i++) {
             const hlnet::TensorInfo &t = infos[i];
-            std::vector<int64_t> shape(t.shape, t.shape + t.rank);
-            int64_t numel = 1;
-            for (int64_t e : shape) numel *= e;
-            keep(std::string(prefix) + t.name, hlnet::Dtype::F32, shape, arena + t.offset, size_t(numel) * 4);
+            const std::vector<int64_t> shape = hlnet::shape_of(t);
+            keep(std::string(prefix) + t.name, hlnet::Dtype::F32, shape, arena + t.offset,
+                 size_t(hlnet::numel(shape)) * 4);
         }
     };
 
