@@ -4,6 +4,7 @@
 #include <climits>
 #include <cmath>
 #include <regex>
+#include <set>
 
 namespace specc {
 
@@ -264,15 +265,66 @@ void check_input_matches_data(const Spec &spec) {
 
 }  // namespace
 
-json parse_json(const std::string &text) {
-    // Rejects absurd nesting before it is built, so no later recursion runs deep.
-    const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t, json &) {
+namespace {
+
+// Follows the parser through the document to refuse what JSON allows but a
+// spec must not have: a key twice in one object (the last would win silently)
+// and absurd nesting (no later recursion then runs deep).
+class StructureCheck {
+public:
+    bool operator()(int depth, json::parse_event_t event, json &parsed) {
+        using Event = json::parse_event_t;
         if (depth > kMaxDepth)
-            throw SpecError("", "nested deeper than " + std::to_string(kMaxDepth) + " levels", std::to_string(depth) + " levels");
+            throw SpecError(pointer(), "nested deeper than " + std::to_string(kMaxDepth) + " levels",
+                            std::to_string(depth) + " levels");
+        switch (event) {
+        case Event::object_start: frames_.emplace_back(); break;
+        case Event::array_start: frames_.emplace_back().array = true; break;
+        case Event::key:
+            frames_.back().key = parsed.get<std::string>();
+            if (!frames_.back().keys.insert(frames_.back().key).second)
+                throw SpecError(pointer(), "duplicate key", quote(frames_.back().key));
+            break;
+        case Event::object_end:
+        case Event::array_end:
+            frames_.pop_back();
+            next_element();
+            break;
+        case Event::value: next_element(); break;
+        }
         return true;
+    }
+
+private:
+    struct Frame {
+        bool array = false;
+        size_t index = 0;          // arrays: the element being read
+        std::string key;           // objects: the key being read
+        std::set<std::string> keys;
+    };
+
+    void next_element() {
+        if (!frames_.empty() && frames_.back().array) frames_.back().index++;
+    }
+
+    std::string pointer() const {
+        std::string text;
+        for (const Frame &f : frames_) text += "/" + (f.array ? std::to_string(f.index) : pointer_token(f.key));
+        return text;
+    }
+
+    std::vector<Frame> frames_;
+};
+
+}  // namespace
+
+json parse_json(const std::string &text) {
+    StructureCheck check;
+    const json::parser_callback_t check_structure = [&check](int depth, json::parse_event_t event, json &parsed) {
+        return check(depth, event, parsed);
     };
     try {
-        return json::parse(text, limit_depth);
+        return json::parse(text, check_structure);
     } catch (const json::parse_error &e) {
         // Locate the error; nlohmann reports the byte after which it gave up.
         size_t line = 1, column = 1;

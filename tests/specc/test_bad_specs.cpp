@@ -43,9 +43,14 @@ TEST_CASE("not JSON, truncated, empty") {
     CHECK(error_of_text(tiny.substr(0, tiny.size() / 2)) == "spec.json: /: truncated: the JSON ends early at line 12, column 101 (got end of file)");
     CHECK(error_of_text("") == "spec.json: /: not JSON: the file is empty (got 0 bytes)");
     CHECK(error_of_text("{\"batch\": 1e999}") == "spec.json: /: not JSON: a number is out of range (got '1e999')");
+    std::string deep_pointer;
+    for (int i = 0; i < 65; i++) deep_pointer += "/0";  // the 66th array opens inside the 65th
     CHECK(error_of_text(std::string(100, '[') + std::string(100, ']')) ==
-          "spec.json: /: nested deeper than 64 levels (got 65 levels)");
+          "spec.json: " + deep_pointer + ": nested deeper than 64 levels (got 65 levels)");
     CHECK(error_of_text("[1, 2]") == "spec.json: /: must be an object (got [1,2])");
+    std::string twice = tiny;
+    twice.replace(twice.find("\"kernel\": 3,"), 12, "\"kernel\": 3, \"kernel\": 5,");
+    CHECK(error_of_text(twice) == "spec.json: /layers/3/kernel: duplicate key (got \"kernel\")");
 }
 
 TEST_CASE("missing and wrongly typed values") {
