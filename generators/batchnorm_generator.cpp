@@ -23,12 +23,15 @@ protected:
     std::vector<int> shape() const { return {W, H, C, N}; }
     RDom over_channel(const char *name) const { return RDom(0, W, 0, H, 0, N, name); }
 
-    // Per-channel sum over (x, y, n) of e(x, y, c, n).
-    Func channel_sum(const Func &e, const char *name) const {
+    // Per-channel sums over (x, y, n) of the values of e(x, y, c, n), all in
+    // one pass over memory: s(c)[i] = sum of e(.., c, ..)[i].
+    Func channel_sums(const Func &e, const char *name) const {
         Func s{name};
         RDom r = over_channel((std::string(name) + "_r").c_str());
-        s(c) = 0.0f;
-        s(c) += e(r.x, r.y, c, r.z);
+        s(c) = Tuple(std::vector<Expr>(e.outputs(), 0.0f));
+        std::vector<Expr> sums;
+        for (int i = 0; i < e.outputs(); i++) sums.push_back(s(c)[i] + e(r.x, r.y, c, r.z)[i]);
+        s(c) = Tuple(sums);
         return s;
     }
 
@@ -50,8 +53,10 @@ protected:
     }
     // A per-channel sum over (x, y, n), in two steps. GPU: one block per
     // channel, one thread per image summing its plane, then one thread per
-    // channel adding the N partial sums. CPU: channels in parallel, each summed
-    // as `lanes` interleaved partial sums along x (vector loads), then added.
+    // channel adding the N partial sums. CPU: partial sums per (channel, lane
+    // along x, chunk of images), the chunks in parallel, each walking its
+    // images in memory order (channel-major walks, 9 KB then a 600 KB jump,
+    // measured 5x slower); then the partials are added.
     void schedule_channel_sum(Func s) {
         std::vector<RVar> r = s.rvars(0);  // (x, y, n)
         if (this->get_target().has_gpu_feature()) {
@@ -63,16 +68,18 @@ protected:
             flat_gpu_loop(s.update(), {c}, 64);
         } else {
             const int lanes = channel_block(W);  // largest power of two <= 16 dividing W
-            Var lane{"lane"};
-            RVar rxo{"rxo"}, rxi{"rxi"};
-            s.update().split(r[0], rxo, rxi, lanes);
-            Func partial = s.update().rfactor(rxi, lane);
-            partial.compute_at(s, c).vectorize(lane);
-            partial.update().reorder(lane, rxo, r[1], r[2]).vectorize(lane);
-            s.compute_root().parallel(c);
-            s.update().parallel(c);
+            int chunks = std::min(int(N), 16);
+            while (N % chunks) chunks--;
+            Var lane{"lane"}, chunk{"chunk"};
+            RVar rxo{"rxo"}, rxi{"rxi"}, rno{"rno"}, rni{"rni"};
+            s.update().split(r[0], rxo, rxi, lanes).split(r[2], rno, rni, N / chunks);
+            Func partial = s.update().rfactor({{rxi, lane}, {rno, chunk}});
+            partial.compute_root().vectorize(lane).parallel(chunk);
+            partial.update().reorder(lane, rxo, r[1], c, rni, chunk).vectorize(lane).parallel(chunk);
+            s.compute_root();
         }
     }
+
     void schedule_vector(Func f) {
         if (this->get_target().has_gpu_feature()) {
             schedule_flat_gpu(f, {c}, 64);
@@ -96,13 +103,18 @@ public:
     }
 
     void generate() {
-        // Two passes (mean, then squared deviations) for accuracy in float.
-        sum = channel_sum(input, "sum");
-        mean(c) = sum(c) / M();
-        deviation(x, y, c, n) = input(x, y, c, n) - mean(c);
-        squared_deviation(x, y, c, n) = deviation(x, y, c, n) * deviation(x, y, c, n);
-        square_sum = channel_sum(squared_deviation, "square_sum");
-        variance(c) = square_sum(c) / M();  // biased: what normalises the batch
+        // One pass for both moments, about a shift: one element of the channel.
+        // Summing d = x - shift and d*d loses nothing to cancellation while
+        // the shift is within a few standard deviations of the mean (it is one
+        // of the channel's own values), unlike sum(x) and sum(x*x).
+        shift(c) = input(0, 0, c, 0);
+        deviation(x, y, c, n) = Tuple(input(x, y, c, n) - shift(c),
+                                      (input(x, y, c, n) - shift(c)) * (input(x, y, c, n) - shift(c)));
+        moments = channel_sums(deviation, "moments");
+        Expr mean_deviation = moments(c)[0] / M();
+        mean(c) = shift(c) + mean_deviation;
+        // Biased: what normalises the batch.
+        variance(c) = max(moments(c)[1] / M() - mean_deviation * mean_deviation, 0.0f);
         inv_std(c) = 1.0f / sqrt(variance(c) + kEps);
 
         Expr res = residual ? (*residual_in)(x, y, c, n) : Expr();
@@ -122,8 +134,8 @@ public:
         pin_shape(output, shape());
         for (auto *v : {&saved_mean, &saved_inv_std, &new_running_mean, &new_running_var}) pin_shape(*v, {C});
         if (using_autoscheduler()) return;
-        schedule_channel_sum(sum);
-        schedule_channel_sum(square_sum);
+        schedule_vector(shift);
+        schedule_channel_sum(moments);
         schedule_vector(mean);
         schedule_vector(inv_std);
         schedule_pointwise(output);
@@ -134,7 +146,7 @@ public:
 
 private:
     Input<Buffer<float, 4>> *residual_in = nullptr;
-    Func sum, square_sum, mean{"mean"}, deviation{"deviation"}, squared_deviation{"squared_deviation"}, variance{"variance"}, inv_std{"inv_std"};
+    Func shift{"shift"}, moments, mean{"mean"}, deviation{"deviation"}, variance{"variance"}, inv_std{"inv_std"};
 };
 
 class BatchNormEval : public BatchNormBase<BatchNormEval> {
@@ -192,13 +204,12 @@ public:
         dz(x, y, c, n) = relu ? relu_grad((*output)(x, y, c, n), (*d_output)(x, y, c, n))
                               : (*d_output)(x, y, c, n);
         xhat(x, y, c, n) = normalized(in(x, y, c, n), mean(c), inv_std(c));
-        sum_dz = channel_sum(dz, "sum_dz");
-        dz_xhat(x, y, c, n) = dz(x, y, c, n) * xhat(x, y, c, n);
-        sum_dz_xhat = channel_sum(dz_xhat, "sum_dz_xhat");
-        d_beta(c) = sum_dz(c);
-        d_gamma(c) = sum_dz_xhat(c);
+        dz_terms(x, y, c, n) = Tuple(dz(x, y, c, n), dz(x, y, c, n) * xhat(x, y, c, n));
+        sums = channel_sums(dz_terms, "sums");  // (d_beta, d_gamma) in one pass
+        d_beta(c) = sums(c)[0];
+        d_gamma(c) = sums(c)[1];
         d_input(x, y, c, n) = (*gamma)(c) * inv_std(c) / M() *
-                              (M() * dz(x, y, c, n) - sum_dz(c) - xhat(x, y, c, n) * sum_dz_xhat(c));
+                              (M() * dz(x, y, c, n) - sums(c)[0] - xhat(x, y, c, n) * sums(c)[1]);
         if (residual) (*d_residual)(x, y, c, n) = dz(x, y, c, n);
     }
 
@@ -212,8 +223,7 @@ public:
         pin_shape(d_beta, {C});
         if (residual) pin_shape(*d_residual, shape());
         if (using_autoscheduler()) return;
-        schedule_channel_sum(sum_dz);
-        schedule_channel_sum(sum_dz_xhat);
+        schedule_channel_sum(sums);
         schedule_vector(d_beta);
         schedule_vector(d_gamma);
         schedule_pointwise(d_input);
@@ -224,7 +234,7 @@ private:
     Input<Buffer<float, 4>> *input = nullptr, *output = nullptr, *d_output = nullptr;
     Input<Buffer<float, 1>> *gamma = nullptr, *saved_mean = nullptr, *saved_inv_std = nullptr;
     Output<Buffer<float, 4>> *d_residual = nullptr;
-    Func dz{"dz"}, xhat{"xhat"}, dz_xhat{"dz_xhat"}, sum_dz, sum_dz_xhat;
+    Func dz{"dz"}, xhat{"xhat"}, dz_terms{"dz_terms"}, sums;
 };
 
 }  // namespace

@@ -64,8 +64,10 @@ inline int channel_block(int n, int widest = 16) {
 // the (x, y) plane is one contiguous run, vectorised; planes run in parallel.
 // Returns the per-plane loop, for producers computed plane by plane.
 inline Var schedule_pointwise_cpu(Func f, Var x, Var y, Var c, Var n, int W, int H) {
-    Var xy{"xy"}, cn{"cn"};
-    f.compute_root().fuse(x, y, xy).fuse(c, n, cn).parallel(cn);
+    Var xy{"xy"}, cn{"cn"}, task{"task"};
+    // Parallel tasks of at least ~64 KB: a 3x3 plane alone is 36 bytes.
+    const int planes = std::max(1, 16384 / (W * H));
+    f.compute_root().fuse(x, y, xy).fuse(c, n, cn).split(cn, task, cn, planes, TailStrategy::GuardWithIf).parallel(task);
     if (W * H >= 16) f.vectorize(xy, 16, TailStrategy::ShiftInwards);
     return cn;
 }
