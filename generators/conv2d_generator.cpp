@@ -124,8 +124,12 @@ protected:
     // kernel. A thread owns one channel of a block (the 16 lanes of cb are
     // adjacent threads, so weight loads and stores coalesce) and a register
     // tile of `rx` pixels along x times `rk` channel blocks; threads also span
-    // the x tiles, blocks span (y, block groups, n).
-    void schedule_blocked_conv_gpu(Func acc, RDom r, Func consumer, int blocks, int width) {
+    // the x tiles, blocks span (y, block groups, n). A block's input patch (all
+    // channels of the `taps` rows and the columns its pixels read from `src`)
+    // is staged in shared memory when it fits (every resnet18 layer's does),
+    // loaded by 16 threads over channels (contiguous in src: coalesced).
+    void schedule_blocked_conv_gpu(Func acc, RDom r, Func consumer, int blocks, int width, Func src, int channels,
+                                   int stride, int taps) {
         const int rx = std::min(width, 4);
         int rk = 1;
         for (int v = 4; v >= 1; v--) {
@@ -144,8 +148,16 @@ protected:
             .unroll(kbi)
             .gpu_threads(cb, xo)
             .gpu_blocks(y, kbo, n);
-        acc.compute_at(tiles, xo).unroll(x).unroll(kb);
+        // At the innermost thread loop: the tile is one thread's registers.
+        acc.compute_at(tiles, cb).unroll(x).unroll(kb);
         acc.update().reorder(x, kb, r.x, r.y, r.z, cb, y, n).unroll(x).unroll(kb);
+
+        const int threads_x = (width + rx - 1) / rx;
+        const long patch_bytes = 4L * channels * ((threads_x * rx - 1) * stride + taps) * taps;
+        if (channels % 16 == 0 && patch_bytes <= 40 * 1024) {
+            Var co_{"c_outer"}, ci_{"c_inner"};
+            src.in(acc).compute_at(tiles, y).split(c, co_, ci_, 16).reorder(ci_, co_, x, y, n).gpu_threads(ci_);
+        }
     }
 };
 
@@ -175,7 +187,7 @@ public:
         if (gpu()) {
             // Not yet timed on a GPU (none lent to this task); proven on PoCL.
             schedule_flat_gpu(output, {x, y, co, n});
-            schedule_blocked_conv_gpu(acc, r, output, CO / B, WO());
+            schedule_blocked_conv_gpu(acc, r, output, CO / B, WO(), src, CI, S, K);
             schedule_flat_gpu(src, {c, x, y, n});
             schedule_flat_gpu(weights, {cb, ci, kx, ky, kb});
         } else {
@@ -250,7 +262,8 @@ public:
             schedule_flat_gpu(src, {c, x, y, n});
             for (auto &ph : phases) {
                 if (ph.weights.defined()) {
-                    schedule_blocked_conv_gpu(ph.acc, ph.r, d_input, CI / B, (int(W) + S - 1) / S);
+                    schedule_blocked_conv_gpu(ph.acc, ph.r, d_input, CI / B, (int(W) + S - 1) / S, src, CO, 1,
+                                              std::max(ph.tx, ph.ty));
                     schedule_flat_gpu(ph.weights, {cb, co, kx, ky, kb});
                 } else {
                     schedule_flat_gpu(ph.acc, {cb, x, y, kb, n});
@@ -381,7 +394,7 @@ private:
             .unroll(cii)
             .gpu_threads(cb, cioi)
             .gpu_blocks(cioo, ky, kbj);
-        chunk_grad.compute_at(tiles, cioi).unroll(kx).unroll(ci);
+        chunk_grad.compute_at(tiles, cb).unroll(kx).unroll(ci);  // one thread's registers
         chunk_grad.update().reorder(kx, ci, rp.x, rp.y, rp.z, cb, ky, kb, j).unroll(kx).unroll(ci);
         schedule_flat_gpu(grad_w, {cb, ci, kx, ky, kb});
         flat_gpu_loop(grad_w.update(), {cb, ci, kx, ky, kb});
