@@ -7,7 +7,11 @@ tools/torch_reference.py builds from build/NAME/NAME_graph.json, in float32 on
 the CPU, and prints images/s side by side. Both time the median step after a
 warm-up, on real Fashion-MNIST batches. A benchmark: it asserts nothing.
 
-usage: bench/compare_pytorch.py BUILD/NAME [--steps N] [--warmup N] [--threads N]
+On a GPU (--device cuda) PyTorch runs three ways: FP32 with TF32 off (the
+fair baseline for hlnet's FP32 pipelines), FP32 with TF32 on, and AMP (bfloat16
+autocast), each synchronised inside the timed region.
+
+usage: bench/compare_pytorch.py BUILD/NAME [--steps N] [--warmup N] [--threads N] [--device cpu|cuda]
 """
 import argparse
 import json
@@ -31,22 +35,30 @@ def hlnet_step_ms(bench, steps, warmup, data):
     return float(re.search(r"step\s+([\d.]+) ms", out).group(1))
 
 
-def torch_step_ms(graph, steps, warmup, data):
-    net = ref.Net(graph)
+def torch_step_ms(graph, steps, warmup, data, device="cpu", mode="fp32"):
+    """Median ms of PyTorch's training step; mode is fp32, tf32 or amp (GPU only)."""
+    if device == "cuda":
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+        torch.backends.cudnn.benchmark = True
+    net = ref.Net(graph).to(device)
     images, labels = ref.load_split(data, "train")
+    images, labels = images.to(device), labels.to(device)
     batch = graph["batch"]
     t = graph["training"]
     opt = torch.optim.SGD(net.parameters(), lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"])
     net.train()
     times = []
     for s in range(warmup + steps):
-        indices = torch.arange(s * batch, (s + 1) * batch) % images.shape[0]
+        indices = (torch.arange(s * batch, (s + 1) * batch) % images.shape[0]).to(device)
         start = time.perf_counter()
         x = ref.input_batch(graph, images, indices, torch.float32)
-        loss = F.cross_entropy(net(x), labels[indices].long())
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=mode == "amp"):
+            loss = F.cross_entropy(net(x), labels[indices].long())
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         if s >= warmup:
             times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
@@ -59,6 +71,7 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args()
     name = os.path.basename(os.path.normpath(a.spec_build))
     graph = json.load(open(os.path.join(a.spec_build, f"{name}_graph.json")))
@@ -66,13 +79,16 @@ def main():
     os.environ.setdefault("HL_NUM_THREADS", str(a.threads))
 
     hl = hlnet_step_ms(os.path.join(a.spec_build, f"{name}_bench"), a.steps, a.warmup, a.data)
-    pt = torch_step_ms(graph, a.steps, a.warmup, a.data)
+    modes = ["fp32", "tf32", "amp"] if a.device == "cuda" else ["fp32"]
+    pt = {m: torch_step_ms(graph, a.steps, a.warmup, a.data, a.device, m) for m in modes}
     batch = graph["batch"]
-    print(f"\n{name}, batch {batch}, {a.threads} threads, median of {a.steps} steps after {a.warmup} warm-up")
-    print(f"{'':10}{'ms/step':>12}{'images/s':>12}")
-    print(f"{'hlnet':10}{hl:12.1f}{batch * 1000 / hl:12.1f}")
-    print(f"{'PyTorch':10}{pt:12.1f}{batch * 1000 / pt:12.1f}   (torch {torch.__version__})")
-    print(f"hlnet / PyTorch speed: {pt / hl:.2f}x")
+    where = torch.cuda.get_device_name() if a.device == "cuda" else f"CPU, {a.threads} threads"
+    print(f"\n{name}, batch {batch}, {where}, median of {a.steps} steps after {a.warmup} warm-up")
+    print(f"{'':22}{'ms/step':>12}{'images/s':>12}{'hlnet speed-up':>16}")
+    print(f"{'hlnet':22}{hl:12.1f}{batch * 1000 / hl:12.1f}")
+    for m, ms in pt.items():
+        label = f"PyTorch {torch.__version__} {m}"
+        print(f"{label:22}{ms:12.1f}{batch * 1000 / ms:12.1f}{ms / hl:15.2f}x")
 
 
 if __name__ == "__main__":
