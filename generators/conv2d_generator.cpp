@@ -86,6 +86,24 @@ protected:
         return acc;
     }
 
+    // CPU schedule of the NCHW result `out` (channel var ch) read out of the
+    // channel-blocked `tiles`, images in parallel. With whole blocks of 16
+    // channels, a 16-channel x `vx`-pixel square is loaded as vectors along
+    // channels and stored as vectors along x, transposed in registers;
+    // otherwise vectors along x with strided loads. (Scalar, this copy took
+    // two thirds of the 7x7 stem.)
+    void schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B) {
+        out.parallel(n);
+        const int vx = channel_block(width);
+        if (B == 16 && vx >= 4) {
+            Var xo{"xo"}, xi{"xi"}, cho{"cho"}, chi{"chi"};
+            out.split(x, xo, xi, vx).split(ch, cho, chi, B).reorder(xi, chi, xo, y, cho, n).vectorize(xi).unroll(chi);
+            tiles.in(out).compute_at(out, xo).vectorize(cb).unroll(x);
+        } else if (vx >= 4) {
+            out.vectorize(x, vx);
+        }
+    }
+
     // CPU schedule of a channels-last repack with `channels` channels.
     void schedule_repack_cpu(Func f, int channels) {
         if (channels % 16 == 0) f.vectorize(c, 16);
@@ -96,7 +114,7 @@ protected:
     // `consumer` (which is parallel over images): a register tile per
     // `choose_tile`, the blocks loop outermost so its weights stay in cache
     // while the tiles sweep the image.
-    void schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width,
+    Func schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width,
                                    int height) {
         const RegisterTile t = choose_tile(blocks, width, height);
         Func tiles = acc.in(consumer);
@@ -117,6 +135,7 @@ protected:
             .unroll(kb)
             .unroll(x)
             .unroll(y);
+        return tiles;
     }
 
     // GPU schedule of a blocked convolution `acc` (reduction r) over a
@@ -192,8 +211,8 @@ public:
             schedule_flat_gpu(weights, {cb, ci, kx, ky, kb});
         } else {
             // Measured: see docs/PERFORMANCE.md.
-            output.parallel(n);
-            schedule_blocked_conv_cpu(acc, r, output, n, CO / B, WO(), HO());
+            Func tiles = schedule_blocked_conv_cpu(acc, r, output, n, CO / B, WO(), HO());
+            schedule_unblock_cpu(output, co, tiles, WO(), B);
             src.compute_at(output, n);
             schedule_repack_cpu(src, CI);
             weights.compute_root().parallel(kb);
@@ -270,7 +289,6 @@ public:
                 }
             }
         } else {
-            d_input.parallel(n);
             src.compute_at(d_input, n);
             schedule_repack_cpu(src, CO);
             for (int py = 0; py < S; py++) {
@@ -284,8 +302,14 @@ public:
                         continue;
                     }
                     ph.weights.compute_root().parallel(kb);
-                    schedule_blocked_conv_cpu(ph.acc, ph.r, d_input, n, CI / B, width, height);
+                    ph.tiles = schedule_blocked_conv_cpu(ph.acc, ph.r, d_input, n, CI / B, width, height);
                 }
+            }
+            // Interleaved phases read strided from several tiles: no transpose.
+            if (S == 1 && phases[0].tiles.defined()) {
+                schedule_unblock_cpu(d_input, ci, phases[0].tiles, W, B);
+            } else {
+                schedule_unblock_cpu(d_input, ci, Func(), W, 0);
             }
         }
     }
@@ -293,7 +317,7 @@ public:
 private:
     struct Phase {
         int tx = 0, ty = 0;
-        Func acc, weights;
+        Func acc, weights, tiles;
         RDom r;
     };
     int taps(int phase) const {  // taps k = (phase+P) mod S + S*q below K
