@@ -1,5 +1,5 @@
-# One ahead-of-time Halide library per distinct op instance, for the build's
-# target, all sharing one Halide runtime.
+# One ahead-of-time Halide library per distinct op instance and schedule
+# variant, for the build's target, all sharing one Halide runtime.
 
 if(HLNET_TARGET STREQUAL "host")
   set(HLNET_HALIDE_TARGET host)
@@ -20,23 +20,87 @@ if(HLNET_PROFILE)
   set(hlnet_pipeline_features FEATURES profile)
 endif()
 
+# --- schedule variants ---------------------------------------------------------
+# "manual" is the generators' own schedules; the others are Halide 21's
+# autoschedulers, run on the same generators. Each spec's pipelines are built
+# once per variant in HLNET_BUILT_SCHEDULES; the trainer picks one at run time
+# (--schedule) and NAME_pipelines_bench compares them.
+set(HLNET_SCHEDULES manual CACHE STRING
+    "Schedule variants to build: manual, Mullapudi2016, Li2018, Adams2019, Anderson2021 (a ;-list)")
+set(hlnet_known_schedules manual Mullapudi2016 Li2018 Adams2019 Anderson2021)
+# Where Halide cannot produce code for the target: Anderson2021 schedules GPUs
+# only; Adams2019 schedules CPUs only (on a GPU target it would leave every
+# stage on the host).
+if(HLNET_TARGET STREQUAL "host")
+  set(hlnet_unsupported_schedules Anderson2021)
+  set(hlnet_why "it schedules GPUs only")
+else()
+  set(hlnet_unsupported_schedules Adams2019)
+  set(hlnet_why "it schedules CPUs only")
+endif()
+
+set(HLNET_BUILT_SCHEDULES manual)  # always: the reference every variant is checked against
+foreach(schedule IN LISTS HLNET_SCHEDULES)
+  if(NOT schedule IN_LIST hlnet_known_schedules)
+    message(FATAL_ERROR "HLNET_SCHEDULES: unknown schedule '${schedule}' (known: ${hlnet_known_schedules})")
+  elseif(schedule IN_LIST hlnet_unsupported_schedules)
+    message(STATUS "hlnet: skipping schedule ${schedule} for HLNET_TARGET=${HLNET_TARGET}: ${hlnet_why}")
+  elseif(NOT schedule IN_LIST HLNET_BUILT_SCHEDULES)
+    list(APPEND HLNET_BUILT_SCHEDULES ${schedule})
+  endif()
+endforeach()
+message(STATUS "hlnet: schedule variants built for the specs: ${HLNET_BUILT_SCHEDULES}")
+
+# The library (and C function) of op instance <lib> in <schedule>: <lib> for
+# manual, <lib>_<schedule in lower case> otherwise (the name specc's step code calls).
+function(hlnet_variant_library out lib schedule)
+  if(schedule STREQUAL "manual")
+    set(${out} ${lib} PARENT_SCOPE)
+  else()
+    string(TOLOWER "${schedule}" lower)
+    set(${out} ${lib}_${lower} PARENT_SCOPE)
+  endif()
+endfunction()
+
 add_halide_runtime(hlnet_halide_runtime TARGETS ${HLNET_HALIDE_TARGET})
 add_custom_target(hlnet_all_pipelines)  # every pipeline library, e.g. to check that all compile
 
 # hlnet_pipeline(<library> <generator> <PARAM=VALUE>...)
-# Appends <library> to HLNET_CURRENT_PIPELINES in the caller's scope. A library
-# is defined once, however many specs or tests use the same op instance.
+# Defines <library> in every schedule of HLNET_PIPELINE_SCHEDULES (a variable of
+# the caller: hlnet_add_spec sets it to HLNET_BUILT_SCHEDULES; unset, manual
+# only, as the op tests want) and appends the libraries to
+# HLNET_CURRENT_PIPELINES in the caller's scope. A library is defined once,
+# however many specs or tests use the same op instance.
 function(hlnet_pipeline lib generator)
-  set(HLNET_CURRENT_PIPELINES ${HLNET_CURRENT_PIPELINES} ${lib} PARENT_SCOPE)
-  if(TARGET ${lib})
-    return()
+  set(schedules ${HLNET_PIPELINE_SCHEDULES})
+  if(NOT schedules)
+    set(schedules manual)
   endif()
-  add_halide_library(${lib} FROM hlnet_generators
-    GENERATOR ${generator}
-    FUNCTION_NAME ${lib}
-    TARGETS ${HLNET_HALIDE_TARGET}
-    USE_RUNTIME hlnet_halide_runtime
-    ${hlnet_pipeline_features}
-    PARAMS ${ARGN})
-  add_dependencies(hlnet_all_pipelines ${lib})
+  set(libraries "")
+  foreach(schedule IN LISTS schedules)
+    hlnet_variant_library(variant ${lib} ${schedule})
+    list(APPEND libraries ${variant})
+    if(TARGET ${variant})
+      continue()
+    endif()
+    set(params ${ARGN})
+    set(autoscheduler "")
+    if(NOT schedule STREQUAL "manual")
+      set(autoscheduler AUTOSCHEDULER Halide::${schedule})
+      # Mullapudi2016 writes CPU schedules unless asked for its GPU mode.
+      if(schedule STREQUAL "Mullapudi2016" AND NOT HLNET_TARGET STREQUAL "host")
+        list(APPEND params autoscheduler.experimental_gpu_schedule=1)
+      endif()
+    endif()
+    add_halide_library(${variant} FROM hlnet_generators
+      GENERATOR ${generator}
+      FUNCTION_NAME ${variant}
+      TARGETS ${HLNET_HALIDE_TARGET}
+      USE_RUNTIME hlnet_halide_runtime
+      ${hlnet_pipeline_features}
+      ${autoscheduler}
+      PARAMS ${params})
+    add_dependencies(hlnet_all_pipelines ${variant})
+  endforeach()
+  set(HLNET_CURRENT_PIPELINES ${HLNET_CURRENT_PIPELINES} ${libraries} PARENT_SCOPE)
 endfunction()

@@ -1,6 +1,7 @@
 # hlnet_add_spec(<spec.json>): compile a model spec into its pipelines, its
-# step code (<name>_graph), its trainer (<name>_train) and its benchmark
-# (<name>_bench), all under ${CMAKE_BINARY_DIR}/<name>/.
+# step code (<name>_graph), its trainer (<name>_train) and its benchmarks
+# (<name>_bench: the training step; <name>_pipelines_bench: every pipeline in
+# every schedule variant), all under ${CMAKE_BINARY_DIR}/<name>/.
 #
 # specc runs at configure time because the set of pipelines (CMake targets)
 # depends on the spec. Editing a spec re-runs it on the next build; pipelines
@@ -41,6 +42,7 @@ function(hlnet_add_spec spec)
   endif()
 
   set(HLNET_CURRENT_PIPELINES "")
+  set(HLNET_PIPELINE_SCHEDULES ${HLNET_BUILT_SCHEDULES})  # read by hlnet_pipeline()
   include(${out}/pipelines.cmake)
 
   add_library(${name}_graph STATIC ${out}/${name}_graph.cpp)
@@ -48,6 +50,11 @@ function(hlnet_add_spec spec)
   # hlnet_runtime: the views (tensor_view.cpp) the step code makes; listed here so
   # that it follows NAME_graph on the static link line.
   target_link_libraries(${name}_graph PUBLIC ${HLNET_CURRENT_PIPELINES} hlnet_halide_runtime hlnet_runtime)
+  # The step code holds one table of pipelines per variant built (HLNET_SCHEDULE_LI2018, ...).
+  foreach(schedule IN LISTS HLNET_BUILT_SCHEDULES)
+    string(TOUPPER "${schedule}" upper)
+    target_compile_definitions(${name}_graph PRIVATE HLNET_SCHEDULE_${upper})
+  endforeach()
 
   add_executable(${name}_train ${CMAKE_SOURCE_DIR}/runtime/train_main.cpp)
   target_link_libraries(${name}_train PRIVATE hlnet_runtime ${name}_graph)
@@ -57,5 +64,12 @@ function(hlnet_add_spec spec)
     add_executable(${name}_bench ${CMAKE_SOURCE_DIR}/runtime/bench_main.cpp)
     target_link_libraries(${name}_bench PRIVATE hlnet_runtime ${name}_graph)
     set_target_properties(${name}_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${out})
+  endif()
+
+  if(EXISTS ${CMAKE_SOURCE_DIR}/bench/pipelines_bench.cpp)
+  add_executable(${name}_pipelines_bench ${CMAKE_SOURCE_DIR}/bench/pipelines_bench.cpp
+                 ${CMAKE_SOURCE_DIR}/bench/bench_report.cpp ${CMAKE_SOURCE_DIR}/bench/fma_peak.cpp)
+  target_link_libraries(${name}_pipelines_bench PRIVATE hlnet_runtime ${name}_graph)
+  set_target_properties(${name}_pipelines_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${out})
   endif()
 endfunction()

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "HalideRuntime.h"
 
@@ -87,6 +88,14 @@ public:
     // v = momentum * v + (g + weight_decay * p);  p -= lr * v.
     int update(float lr, float momentum, float weight_decay);
 
+    // Runs every pipeline in schedule variant `schedule` (one of
+    // schedule_name()), or, when `schedule` names no variant, reads it as a
+    // best-of file ("<library> <variant>" lines, as NAME_pipelines_bench
+    // --best-of writes) and runs each pipeline it lists in that variant, the
+    // others manual. Throws hlnet::Error: an unknown variant, an unreadable
+    // file, a library or variant this binary does not hold.
+    void select_schedule(const std::string &schedule);
+
     // A named activation view ("images", "labels", "logits", or any node's
     // output by its spec name), for tests; nullptr if there is none.
     halide_buffer_t *tensor(const char *name);
@@ -97,5 +106,38 @@ private:
 };
 
 const ModelInfo &model_info();
+
+// The schedule variants this binary holds (cmake: HLNET_SCHEDULES), "manual"
+// first: i in [0, schedule_count()).
+int schedule_count();
+const char *schedule_name(int i);
+
+// For NAME_pipelines_bench: every distinct pipeline of the step, with what it
+// takes to call it on fresh buffers.
+struct PipelineArg {
+    halide_type_t type;   // float32, int32 or uint8
+    int rank;
+    int extents[4];       // Halide order (innermost first), dense
+    bool output;
+    // Inputs are drawn uniformly from [low, high): indices, labels and arg-max
+    // positions must be in range, variances positive.
+    double low, high;
+};
+
+struct PipelineInfo {
+    const char *library;   // the manual variant's name, e.g. "conv2d_forward_n32_ci1_co8_h28_w28_k7_s2_p3"
+    const char *generator; // "conv2d_forward"
+    int calls_per_step;    // calls in one training step (forward with batch statistics, backward, update)
+    double flops;          // per call, counting every multiply and add; 0 for memory-bound ops
+    int num_args;
+    const PipelineArg *args;  // buffers only, in call order (the scalars are fixed)
+    // Calls the pipeline's variant `schedule` (an index of schedule_name) on
+    // one buffer per argument; returns Halide's status. The scalars are fixed:
+    // valid rows = the batch, lr/momentum/weight decay = the spec's.
+    int (*run)(int schedule, halide_buffer_t *const *buffers);
+};
+
+int pipeline_count();
+const PipelineInfo &pipeline_info(int i);
 
 }  // namespace hlnet

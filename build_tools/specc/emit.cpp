@@ -1,6 +1,7 @@
 // The four files of `specc emit`: pipelines.cmake, NAME_graph.cpp,
 // NAME_graph.json and NAME_summary.txt.
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -141,8 +142,74 @@ std::string call_line(ViewTable &views, const Call &call, const std::string &ind
     std::vector<std::string> args;
     for (const Arg &arg : call.args) args.push_back(arg.tensor >= 0 ? "v." + views.member(arg.tensor, arg.extents) + ".get()" : arg.expr);
     const std::string lib = call.pipeline.library();
-    return indent + "if (int rc = " + lib + "(" + join(args, ", ") + "))\n" + indent + "    return failed(rc, \"" + lib +
-           "\", \"" + call.node + "\");\n";
+    return indent + "if (int rc = v.pipelines." + lib + "(" + join(args, ", ") + "))\n" + indent +
+           "    return failed(rc, \"" + lib + "\", \"" + call.node + "\");\n";
+}
+
+// --- schedule variants (cmake/HlnetPipelines.cmake builds them) ---------------
+
+// The autoscheduled variants a build may hold beside "manual"; variant V of
+// library L is the C function L_v (v: V in lower case), compiled in when CMake
+// defines HLNET_SCHEDULE_<V in upper case>.
+const char *const kAutoschedulers[] = {"Mullapudi2016", "Li2018", "Adams2019", "Anderson2021"};
+
+std::string cased(std::string text, int (*convert)(int)) {
+    for (char &ch : text) ch = char(convert(static_cast<unsigned char>(ch)));
+    return text;
+}
+std::string variant_macro(const std::string &schedule) { return "HLNET_SCHEDULE_" + cased(schedule, std::toupper); }
+std::string variant_function(const std::string &library, const std::string &schedule) {
+    return schedule == "manual" ? library : library + "_" + cased(schedule, std::tolower);
+}
+std::string variant_table(const std::string &schedule) {  // kManualPipelines, kLi2018Pipelines, ...
+    return "k" + cased(schedule.substr(0, 1), std::toupper) + schedule.substr(1) + "Pipelines";
+}
+
+std::string pipeline_includes(const std::vector<Pipeline> &pipelines) {
+    std::string text;
+    for (const Pipeline &pipeline : pipelines) text += "#include \"" + pipeline.library() + ".h\"\n";
+    for (const char *schedule : kAutoschedulers) {
+        text += "#ifdef " + variant_macro(schedule) + "\n";
+        for (const Pipeline &pipeline : pipelines) text += "#include \"" + variant_function(pipeline.library(), schedule) + ".h\"\n";
+        text += "#endif\n";
+    }
+    return text;
+}
+
+// struct Pipelines (one typed pointer per op instance), one constant of it per
+// variant, and the table of variants by name.
+std::string pipeline_tables(const std::vector<Pipeline> &pipelines) {
+    std::string text =
+        "// One function pointer per op instance; each schedule variant fills one.\n"
+        "struct Pipelines {\n";
+    for (const Pipeline &pipeline : pipelines) {
+        const std::string lib = pipeline.library();
+        text += "    decltype(&::" + lib + ") " + lib + ";\n";
+    }
+    text += "    // Takes pipeline `library` from `from`; false when there is no pipeline of that name.\n"
+            "    bool take(const char *library, const Pipelines &from) {\n";
+    for (const Pipeline &pipeline : pipelines) {
+        const std::string lib = pipeline.library();
+        text += "        if (std::strcmp(library, \"" + lib + "\") == 0) return " + lib + " = from." + lib + ", true;\n";
+    }
+    text += "        return false;\n    }\n};\n\n";
+    std::vector<std::string> schedules = {"manual"};
+    schedules.insert(schedules.end(), std::begin(kAutoschedulers), std::end(kAutoschedulers));
+    std::string variants;
+    for (const std::string &schedule : schedules) {
+        const bool optional = schedule != "manual";
+        std::vector<std::string> functions;
+        for (const Pipeline &pipeline : pipelines) functions.push_back("&::" + variant_function(pipeline.library(), schedule));
+        if (optional) text += "#ifdef " + variant_macro(schedule) + "\n", variants += "#ifdef " + variant_macro(schedule) + "\n";
+        text += "const Pipelines " + variant_table(schedule) + " = {\n    " + join(functions, ",\n    ") + ",\n};\n";
+        variants += "    {\"" + schedule + "\", &" + variant_table(schedule) + "},\n";
+        if (optional) text += "#endif\n", variants += "#endif\n";
+    }
+    text += "\nstruct Schedule {\n    const char *name;\n    const Pipelines *pipelines;\n};\n"
+            "// The variants this binary holds (HLNET_SCHEDULES), \"manual\" first.\n"
+            "const Schedule kSchedules[] = {\n" + variants + "};\n"
+            "constexpr int kNumSchedules = int(sizeof kSchedules / sizeof kSchedules[0]);\n\n";
+    return text;
 }
 
 std::string tensor_infos(const Program &program, const std::vector<int> &list) {
@@ -178,6 +245,91 @@ std::string phase_body(ViewTable &views, const Program &program, Phase phase) {
     return text;
 }
 
+int64_t param_value(const Pipeline &pipeline, const std::string &name) {
+    for (const auto &[key, value] : pipeline.params)
+        if (key == name) return value;
+    throw std::logic_error("pipeline " + pipeline.library() + " has no parameter " + name);
+}
+
+// Multiplies and adds of one call (every tap counted, padding too); 0 for the
+// memory-bound ops, whose measure is bytes.
+double pipeline_flops(const Pipeline &p) {
+    const auto v = [&](const char *name) { return double(param_value(p, name)); };
+    if (p.generator.rfind("conv2d_", 0) == 0) {
+        const double out_h = (v("H") + 2 * v("P") - v("K")) / int(v("S")) + 1, out_w = (v("W") + 2 * v("P") - v("K")) / int(v("S")) + 1;
+        return 2 * v("N") * v("CO") * out_h * out_w * v("CI") * v("K") * v("K");
+    }
+    if (p.generator == "dense_forward") return 2 * v("N") * v("IN") * v("OUT");
+    if (p.generator == "dense_backward") return 4 * v("N") * v("IN") * v("OUT");  // d_input and d_weight
+    return 0;
+}
+
+// One PipelineArg initializer (runtime/graph_api.h) for a buffer argument.
+std::string pipeline_arg(const char *type, const std::vector<int> &extents, bool output, double low, double high) {
+    std::vector<std::string> dims = strings(extents);
+    while (dims.size() < 4) dims.push_back("0");
+    return std::string("{") + type + ", " + std::to_string(extents.size()) + ", {" + join(dims, ", ") + "}, " +
+           (output ? "true" : "false") + ", " + fixed(low, 1) + ", " + fixed(high, 1) + "}";
+}
+
+// kPipelineInfos: what NAME_pipelines_bench needs to call every distinct
+// pipeline on fresh buffers: argument types, shapes and value ranges, and a
+// caller that fills in the scalars.
+std::string pipeline_infos(const Compiled &c) {
+    const Program &p = c.program;
+    const char *f32 = "{halide_type_float, 32, 1}", *i32 = "{halide_type_int, 32, 1}", *u8 = "{halide_type_uint, 8, 1}";
+    const std::map<std::string, std::string> scalars = {
+        {"valid", std::to_string(c.spec.batch)},
+        {"lr", float_literal(c.spec.training.lr)},
+        {"momentum", float_literal(c.spec.training.momentum)},
+        {"weight_decay", float_literal(c.spec.training.weight_decay)}};
+    std::string text;
+    std::string infos = "const PipelineInfo kPipelineInfos[] = {\n";
+    for (const Pipeline &pipeline : p.pipelines()) {
+        const std::string lib = pipeline.library();
+        const Call *first = nullptr;
+        int calls = 0;
+        for (const Call &call : p.calls) {
+            if (call.pipeline.library() != lib) continue;
+            if (!first) first = &call;
+            calls += call.phase != Phase::Eval;
+        }
+        std::vector<std::string> args, call_args;
+        for (const Arg &arg : first->args) {
+            const std::string buffer = "b[" + std::to_string(args.size()) + "]";
+            if (arg.tensor >= 0) {
+                const Tensor &t = p.tensors[arg.tensor];
+                double low = -1, high = 1;
+                if (t.type == DType::I32) {  // labels into the loss, arg-max positions into maxpool_backward
+                    low = 0;
+                    high = pipeline.generator == "maxpool_backward" ? double(param_value(pipeline, "H") * param_value(pipeline, "W"))
+                                                                    : double(c.spec.classes);
+                } else if (t.name.find("running_var") != std::string::npos || t.name.find("inv_std") != std::string::npos) {
+                    low = 0.5, high = 1.5;
+                }
+                args.push_back(pipeline_arg(t.type == DType::F32 ? f32 : i32, arg.extents, arg.output, low, high));
+            } else if (arg.expr == "batch.images") {  // the split: one image per row of the batch
+                const int n = int(param_value(pipeline, "N"));
+                args.push_back(pipeline_arg(u8, {int(param_value(pipeline, "SRC_W")), int(param_value(pipeline, "SRC_H")), n}, false, 0, 256));
+            } else if (arg.expr == "batch.labels") {
+                args.push_back(pipeline_arg(u8, {int(param_value(pipeline, "N"))}, false, 0, c.spec.classes));
+            } else if (arg.expr == "batch.indices") {
+                args.push_back(pipeline_arg(i32, {int(param_value(pipeline, "N"))}, false, 0, double(param_value(pipeline, "N"))));
+            } else {
+                call_args.push_back(scalars.at(arg.expr));
+                continue;
+            }
+            call_args.push_back(buffer);
+        }
+        text += "const PipelineArg kArgs_" + lib + "[] = {\n    " + join(args, ",\n    ") + ",\n};\n";
+        infos += "    {\"" + lib + "\", \"" + pipeline.generator + "\", " + std::to_string(calls) + ", " +
+                 fixed(pipeline_flops(pipeline), 0) + ", " + std::to_string(args.size()) + ", kArgs_" + lib +
+                 ",\n     [](int s, halide_buffer_t *const *b) { return kSchedules[s].pipelines->" + lib + "(" +
+                 join(call_args, ", ") + "); }},\n";
+    }
+    return text + "\n" + infos + "};\n";
+}
+
 }  // namespace
 
 std::string render_graph_cpp(const Compiled &c) {
@@ -186,8 +338,9 @@ std::string render_graph_cpp(const Compiled &c) {
     ViewTable views(p);
     std::ostringstream out;
     out << "// Generated by specc from spec \"" << s.name << "\": the static training step. Do not edit.\n"
-        << "#include <cstdio>\n#include <cstring>\n\n#include \"graph_api.h\"\n#include \"tensor_view.h\"\n\n";
-    for (const Pipeline &pipeline : p.pipelines()) out << "#include \"" << pipeline.library() << ".h\"\n";
+        << "#include <cstdio>\n#include <cstring>\n#include <fstream>\n#include <sstream>\n#include <string>\n\n"
+        << "#include \"error.h\"\n#include \"graph_api.h\"\n#include \"tensor_view.h\"\n\n"
+        << pipeline_includes(p.pipelines());
     out << "\nnamespace hlnet {\n\nnamespace {\n\n"
         << "// Trainable tensors: offset in floats into the params (and grads, velocity) arena.\n"
         << "const TensorInfo kParams[] = {\n" << tensor_infos(p, p.params) << "};\n\n"
@@ -213,8 +366,19 @@ std::string render_graph_cpp(const Compiled &c) {
         << "int failed(int rc, const char *pipeline, const char *node) {\n"
         << "    std::fprintf(stderr, \"hlnet: pipeline %s (node %s) failed with error %d\\n\", pipeline, node, rc);\n"
         << "    return rc;\n}\n\n"
+        << pipeline_tables(p.pipelines())
+        << "// The variant of `name`, or nullptr.\n"
+        << "const Pipelines *find_schedule(const std::string &name) {\n"
+        << "    for (const Schedule &schedule : kSchedules)\n"
+        << "        if (name == schedule.name) return schedule.pipelines;\n"
+        << "    return nullptr;\n}\n\n"
+        << pipeline_infos(c) << "\n"
         << "}  // namespace\n\n"
-        << "const ModelInfo &model_info() { return kModel; }\n\n";
+        << "const ModelInfo &model_info() { return kModel; }\n\n"
+        << "int schedule_count() { return kNumSchedules; }\n"
+        << "const char *schedule_name(int i) { return kSchedules[i].name; }\n\n"
+        << "int pipeline_count() { return int(sizeof kPipelineInfos / sizeof kPipelineInfos[0]); }\n"
+        << "const PipelineInfo &pipeline_info(int i) { return kPipelineInfos[i]; }\n\n";
 
     const std::string forward = forward_body(views, p);
     const std::string backward = phase_body(views, p, Phase::Backward);
@@ -222,7 +386,9 @@ std::string render_graph_cpp(const Compiled &c) {
     const std::string loss = views.member(p.loss), correct = views.member(p.correct);
 
     out << "// One view per (tensor, extents) the calls use; activation offsets are the buffer plan.\n"
-        << "struct Graph::Views {\n" << views.declarations() << "};\n\n"
+        << "struct Graph::Views {\n"
+        << "    Pipelines pipelines = kManualPipelines;  // the ones the step calls (select_schedule)\n"
+        << views.declarations() << "};\n\n"
         << "Graph::Graph(const Arenas &arenas) : views_(new Views) {\n    Views &v = *views_;\n" << views.bindings()
         << "}\n\nGraph::~Graph() { delete views_; }\n\n"
         << "int Graph::forward(const Batch &batch, bool training, int valid, Metrics *metrics) {\n"
@@ -237,6 +403,27 @@ std::string render_graph_cpp(const Compiled &c) {
         << "int Graph::backward() {\n    Views &v = *views_;\n" << backward << "    return 0;\n}\n\n"
         << "int Graph::update(float lr, float momentum, float weight_decay) {\n    Views &v = *views_;\n" << update
         << "    return 0;\n}\n\n"
+        << "void Graph::select_schedule(const std::string &schedule) {\n"
+        << "    if (const Pipelines *all = find_schedule(schedule)) {\n"
+        << "        views_->pipelines = *all;\n        return;\n    }\n"
+        << "    std::ifstream file(schedule);\n"
+        << "    if (!file) {\n"
+        << "        std::string known;\n"
+        << "        for (const Schedule &s : kSchedules) known += std::string(known.empty() ? \"\" : \", \") + s.name;\n"
+        << "        fail(\"--schedule %s: neither a schedule built into this binary (%s) nor a readable best-of file\",\n"
+        << "             schedule.c_str(), known.c_str());\n    }\n"
+        << "    Pipelines chosen = kManualPipelines;\n"
+        << "    std::string text;\n"
+        << "    for (int line = 1; std::getline(file, text); line++) {\n"
+        << "        std::istringstream words(text);\n"
+        << "        std::string library, variant;\n"
+        << "        if (!(words >> library) || library[0] == '#') continue;\n"
+        << "        if (!(words >> variant)) fail(\"%s:%d: expected '<library> <schedule>'\", schedule.c_str(), line);\n"
+        << "        const Pipelines *from = find_schedule(variant);\n"
+        << "        if (!from) fail(\"%s:%d: schedule %s is not built into this binary (cmake -DHLNET_SCHEDULES)\", schedule.c_str(), line, variant.c_str());\n"
+        << "        if (!chosen.take(library.c_str(), *from)) fail(\"%s:%d: this model has no pipeline %s\", schedule.c_str(), line, library.c_str());\n"
+        << "    }\n"
+        << "    views_->pipelines = chosen;\n}\n\n"
         << "halide_buffer_t *Graph::tensor(const char *name) {\n"
         << "    struct Named {\n        const char *name;\n        TensorView Views::*view;\n    };\n"
         << "    static const Named kNamed[] = {\n";
