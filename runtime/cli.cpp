@@ -96,6 +96,8 @@ std::vector<Flag> train_flags(TrainOptions *o) {
         {"--load", &o->load, "FILE", "start from the weights of a checkpoint"},
         {"--resume", &o->resume, "FILE", "continue the run a checkpoint (and its optimizer file) stopped"},
         {"--log", &o->log, "FILE", "append JSON lines: one per epoch and one every --log-every steps"},
+        {"--schedule", &o->schedule, "NAME|FILE",
+         "pipeline schedules: a variant built in (manual, Li2018, ...) or a best-of file of NAME_pipelines_bench"},
         {"--help", &o->help, "", "print this text"},
     };
 }

@@ -46,6 +46,7 @@ struct TrainOptions {
     bool help = false;
     std::string data = "/usr/share/datasets/fashion-mnist";
     std::string save, load, resume, log;
+    std::string schedule;              // empty: manual (Graph::select_schedule)
 };
 
 std::vector<Flag> train_flags(TrainOptions *options);

@@ -329,6 +329,7 @@ int run_trainer(const TrainOptions &opt) {
     install_halide_error_handler();
     Model model;
     const ModelInfo &info = model.info;
+    if (!opt.schedule.empty()) model.graph().select_schedule(opt.schedule);  // before any work: it may fail
 
     RunState run;
     run.seed = opt.seed ? uint64_t(*opt.seed) : info.seed;
@@ -346,6 +347,7 @@ int run_trainer(const TrainOptions &opt) {
         model.initialize(run.seed);
     }
     print_model(info, opt.epochs.value_or(info.epochs), opt.lr.value_or(info.lr), run.seed);
+    if (!opt.schedule.empty()) std::printf("schedule %s\n", opt.schedule.c_str());
 
     Split test = load_split(opt.data, "t10k", info.classes);
     if (opt.eval_only) {
