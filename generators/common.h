@@ -92,4 +92,34 @@ inline Var schedule_flat_gpu(Func f, const std::vector<Var> &vars, int threads =
     return flat_gpu_loop(Stage(f), vars, threads);
 }
 
+// Schedule of a per-channel sum s(c) whose update reduces over (x, y, n) of a
+// (W, H, C, N) tensor, in two steps. GPU: one block per channel, one thread per
+// image summing its plane, then one thread per channel adding the N partial
+// sums. CPU: partial sums per (channel, lane along x, chunk of images), the
+// chunks in parallel, each walking its images in memory order (a
+// channel-major walk, 9 KB then a 600 KB jump, measured 5x slower); then the
+// partials are added.
+inline void schedule_channel_sum_over_planes(Func s, Var c, int W, int N, const Target &target) {
+    std::vector<RVar> r = s.rvars(0);  // (x, y, n)
+    if (target.has_gpu_feature()) {
+        Var image{"image"};
+        Func per_image = s.update().rfactor(r[2], image);
+        per_image.compute_root().reorder(image, c).gpu_blocks(c).gpu_threads(image);
+        per_image.update().reorder(image, c).gpu_blocks(c).gpu_threads(image);
+        schedule_flat_gpu(s, {c}, 64);
+        flat_gpu_loop(s.update(), {c}, 64);
+    } else {
+        const int lanes = channel_block(W);  // largest power of two <= 16 dividing W
+        int chunks = std::min(N, 16);
+        while (N % chunks) chunks--;
+        Var lane{"lane"}, chunk{"chunk"};
+        RVar rxo{"rxo"}, rxi{"rxi"}, rno{"rno"}, rni{"rni"};
+        s.update().split(r[0], rxo, rxi, lanes).split(r[2], rno, rni, N / chunks);
+        Func partial = s.update().rfactor({{rxi, lane}, {rno, chunk}});
+        partial.compute_root().vectorize(lane).parallel(chunk);
+        partial.update().reorder(lane, rxo, r[1], c, rni, chunk).vectorize(lane).parallel(chunk);
+        s.compute_root();
+    }
+}
+
 }  // namespace hlnet

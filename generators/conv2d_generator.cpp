@@ -66,6 +66,22 @@ protected:
         return f;
     }
 
+    // The input as the blocked convolutions read it: channels last, zero
+    // padded, read at (x*stride + kx, y*stride + ky). For a 1x1 kernel the
+    // stride is applied here instead (stride becomes 1), so that only the
+    // pixels read are repacked: a quarter of them for the stride-2 shortcuts.
+    Func input_source(Func input, int &stride) const {
+        if (K == 1 && S > 1) {
+            Func f{"input_strided"};
+            Func ext = BoundaryConditions::constant_exterior(input, 0.0f, {{0, W}, {0, H}});
+            f(c, x, y, n) = ext(x * S - P, y * S - P, c, n);
+            stride = 1;
+            return f;
+        }
+        stride = S;
+        return channels_last_padded(input, W, H, P, "input_padded");
+    }
+
     // t(x, y, kb*B + cb, n) as (cb, x, y, kb, n): channels in blocks of B, innermost.
     Func channel_blocked(Func t, int B, const char *name) const {
         Func f{name};
@@ -190,10 +206,10 @@ public:
 
     void generate() {
         B = channel_block(CO);
-        src = channels_last_padded(input, W, H, P, "input_padded");
+        src = input_source(input, stride);
         weights(cb, ci, kx, ky, kb) = weight(kx, ky, ci, kb * B + cb);
         r = RDom(0, CI, 0, K, 0, K, "r");  // (ci, kx, ky)
-        acc = blocked_conv("acc", src, weights, bias(kb * B + cb), r, S, 0, 0);
+        acc = blocked_conv("acc", src, weights, bias(kb * B + cb), r, stride, 0, 0);
         output(x, y, co, n) = acc(co % B, x, y, co / B, n);
     }
 
@@ -206,7 +222,7 @@ public:
         if (gpu()) {
             // Not yet timed on a GPU (none lent to this task); proven on PoCL.
             schedule_flat_gpu(output, {x, y, co, n});
-            schedule_blocked_conv_gpu(acc, r, output, CO / B, WO(), src, CI, S, K);
+            schedule_blocked_conv_gpu(acc, r, output, CO / B, WO(), src, CI, stride, K);
             schedule_flat_gpu(src, {c, x, y, n});
             schedule_flat_gpu(weights, {cb, ci, kx, ky, kb});
         } else {
@@ -220,7 +236,7 @@ public:
     }
 
 private:
-    int B = 1;
+    int B = 1, stride = 1;
     RDom r;
     Func src, weights{"weights"}, acc;
 };
@@ -249,9 +265,8 @@ public:
                 ph.tx = taps(px);
                 ph.ty = taps(py);
                 const std::string suffix = "_" + std::to_string(px) + std::to_string(py);
-                ph.acc = Func("acc" + suffix);
                 if (ph.tx == 0 || ph.ty == 0) {
-                    ph.acc(cb, x, y, kb, n) = 0.0f;  // no tap reaches this phase (K < S)
+                    values.push_back(0.0f);  // no tap reaches this phase (K < S)
                 } else {
                     const int t_x = (px + P) % S, t_y = (py + P) % S;
                     // Flipped sub-kernel: a = tx-1-q reads tap t + S*q.
@@ -262,8 +277,8 @@ public:
                     // o = xq + (px+P) div S - q = xq + a + (c - tx + 1), read at o + pad.
                     const int off_x = (px + P) / S - ph.tx + 1 + pad, off_y = (py + P) / S - ph.ty + 1 + pad;
                     ph.acc = blocked_conv(("acc" + suffix).c_str(), src, ph.weights, 0.0f, ph.r, 1, off_x, off_y);
+                    values.push_back(ph.acc(ci % B, x / S, y / S, ci / B, n));
                 }
-                values.push_back(ph.acc(ci % B, x / S, y / S, ci / B, n));
                 phases.push_back(ph);
             }
         }
@@ -284,8 +299,6 @@ public:
                     schedule_blocked_conv_gpu(ph.acc, ph.r, d_input, CI / B, (int(W) + S - 1) / S, src, CO, 1,
                                               std::max(ph.tx, ph.ty));
                     schedule_flat_gpu(ph.weights, {cb, co, kx, ky, kb});
-                } else {
-                    schedule_flat_gpu(ph.acc, {cb, x, y, kb, n});
                 }
             }
         } else {
@@ -297,10 +310,7 @@ public:
                     // Every phase is computed over the same grid, ceil(W/S) x ceil(H/S)
                     // (the mux reads them all at every x); the odd phases' extra column is unused.
                     const int width = (int(W) + S - 1) / S, height = (int(H) + S - 1) / S;
-                    if (!ph.weights.defined()) {
-                        ph.acc.compute_at(d_input, n);
-                        continue;
-                    }
+                    if (!ph.weights.defined()) continue;
                     ph.weights.compute_root().parallel(kb);
                     ph.tiles = schedule_blocked_conv_cpu(ph.acc, ph.r, d_input, n, CI / B, width, height);
                 }
@@ -345,13 +355,13 @@ public:
     void generate() {
         B = channel_block(CO);
         NC = chunk_images();
-        src = channels_last_padded(input, W, H, P, "input_padded");
+        src = input_source(input, stride);
         d_out_blocked = channel_blocked(d_output, B, "d_output_blocked");
         rp = RDom(0, WO(), 0, HO(), 0, NC, "rp");  // (ox, oy, image in chunk)
         Expr image = j * NC + rp.z;
         chunk_grad(cb, ci, kx, ky, kb, j) = 0.0f;
         chunk_grad(cb, ci, kx, ky, kb, j) += d_out_blocked(cb, rp.x, rp.y, kb, image) *
-                                             src(ci, rp.x * S + kx, rp.y * S + ky, image);
+                                             src(ci, rp.x * stride + kx, rp.y * stride + ky, image);
         rj = RDom(0, N / NC, "rj");  // chunks
         grad_w(cb, ci, kx, ky, kb) = 0.0f;
         grad_w(cb, ci, kx, ky, kb) += chunk_grad(cb, ci, kx, ky, kb, rj);
@@ -423,7 +433,8 @@ private:
         schedule_flat_gpu(grad_w, {cb, ci, kx, ky, kb});
         flat_gpu_loop(grad_w.update(), {cb, ci, kx, ky, kb});
         schedule_flat_gpu(d_weight, {kx, ky, ci, co});
-        grad_b.compute_at(d_bias, schedule_flat_gpu(d_bias, {co}));
+        schedule_flat_gpu(d_bias, {co});
+        schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
         schedule_flat_gpu(src, {c, x, y, n});
         schedule_flat_gpu(d_out_blocked, {cb, x, y, kb, n});
     }
@@ -472,11 +483,10 @@ private:
         grad_w.compute_root().vectorize(cb).parallel(kb);
         grad_w.update().vectorize(cb).parallel(kb);
         d_weight.parallel(co);
-        d_bias.parallel(co);
-        grad_b.compute_at(d_bias, co);
+        schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
     }
     Var j{"j"};  // chunk of NC images
-    int B = 1, NC = 1;
+    int B = 1, NC = 1, stride = 1;
     RDom rp, rj;
     Func src, d_out_blocked, chunk_grad{"chunk_grad"}, grad_w{"grad_w"}, grad_b{"grad_b"};
 };
