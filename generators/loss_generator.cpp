@@ -65,7 +65,10 @@ public:
         }
         if (gpu) {
             schedule_flat_gpu(d_logits, {k, n}, 64);
-            for (Func f : {total_loss, total_correct}) f.compute_root().gpu_single_thread();
+            for (Func f : {total_loss, total_correct}) {
+                f.compute_root().gpu_single_thread();
+                f.update().gpu_single_thread();
+            }
             schedule_flat_gpu(loss, {i}, 1);
             schedule_flat_gpu(correct, {i}, 1);
         } else {
