@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "error.h"
 #include "graph_api.h"
 #include "tensor_view.h"
 
@@ -137,6 +138,13 @@ halide_buffer_t *Graph::tensor(const char *name) {
     if (!std::strcmp(name, "images")) return views_->x.get();
     return nullptr;
 }
+
+// One schedule: the plain C++ above.
+void Graph::select_schedule(const std::string &schedule) {
+    if (schedule != "manual") fail("the fake graph has only the 'manual' schedule, not '%s'", schedule.c_str());
+}
+int schedule_count() { return 1; }
+const char *schedule_name(int) { return "manual"; }
 
 const ModelInfo &model_info() { return kInfo; }
 
