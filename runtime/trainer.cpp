@@ -62,6 +62,8 @@ void fill_tensor(float *arena, const TensorInfo &t, Rng *rng) {
 
 void install_halide_error_handler() { halide_set_error_handler(on_halide_error); }
 
+const char *last_halide_error() { return halide_error_message; }
+
 void check_pipeline(int status, const char *phase, int64_t step) {
     if (status == 0) return;
     fail("%s failed at step %lld (Halide error %d): %s", phase, (long long)step, status,

@@ -19,6 +19,10 @@ namespace hlnet {
 // default abort. Call once at start-up.
 void install_halide_error_handler();
 
+// The last message of Halide's runtime since install_halide_error_handler()
+// ("" if none), for programs that report a failed pipeline themselves.
+const char *last_halide_error();
+
 // Throws hlnet::Error naming the phase, the step and Halide's message when a
 // pipeline returned non-zero.
 void check_pipeline(int status, const char *phase, int64_t step);
