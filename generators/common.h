@@ -48,10 +48,13 @@ inline int window_out(int in, int K, int S, int P) { return (in + 2 * P - K) / S
 inline Expr window_tap(Expr o, Expr k, int S, int P) { return o * S + k - P; }
 // The backward gather: input pixel i is read by the outputs o = (i+P) div S - q,
 // q = 0 .. ceil(K/S)-1, through tap k = (i+P) mod S + S*q (valid while k < K and
-// o is in range). Only these taps line up with an output when S > 1.
+// o is in range). Only these taps line up with an output when S > 1. (T is Expr
+// inside a pipeline, int for a phase known at generation time; i + P >= 0.)
 inline int gather_taps(int K, int S) { return (K + S - 1) / S; }
-inline Expr gather_output(Expr i, Expr q, int S, int P) { return (i + P) / S - q; }
-inline Expr gather_tap(Expr i, Expr q, int S, int P) { return (i + P) % S + S * q; }
+template <typename T>
+T gather_output(T i, T q, int S, int P) { return (i + P) / S - q; }
+template <typename T>
+T gather_tap(T i, T q, int S, int P) { return (i + P) % S + S * q; }
 
 // Largest of {16, 8, 4, 2, 1} dividing n: the channel block of the repacked layouts.
 inline int channel_block(int n, int widest = 16) {

@@ -243,9 +243,9 @@ private:
 };
 
 // d_input(x) = sum over the taps k and output pixels o with o*S + k - P = x: a
-// gather. Split x into S phases x = S*xq + px: in phase px only the taps
-// k = t + S*q (t = (px+P) mod S, k < K) line up with an output, o = xq + (px+P)
-// div S - q. So each of the S*S phases is a stride-1 blocked convolution of
+// gather (gather_tap / gather_output in common.h). Split x into S phases
+// x = S*xq + px: in phase px only the taps k = t + S*q (t = (px+P) mod S,
+// k < K) line up with an output, o = xq + (px+P) div S - q. So each of the S*S phases is a stride-1 blocked convolution of
 // d_output with a sub-kernel (flipped, channels transposed); d_input
 // interleaves them. With S = 1 there is one phase: the usual flipped-kernel
 // convolution.
@@ -269,14 +269,15 @@ public:
                 if (ph.tx == 0 || ph.ty == 0) {
                     values.push_back(0.0f);  // no tap reaches this phase (K < S)
                 } else {
-                    const int t_x = (px + P) % S, t_y = (py + P) % S;
-                    // Flipped sub-kernel: a = tx-1-q reads tap t + S*q.
+                    // Flipped sub-kernel: a = tx-1-q reads tap gather_tap(p, q) = t + S*q.
+                    const int t_x = gather_tap(px, 0, S, P), t_y = gather_tap(py, 0, S, P);
                     ph.weights = Func("weights" + suffix);
                     ph.weights(cb, co, kx, ky, kb) =
                         weight(t_x + S * (ph.tx - 1 - kx), t_y + S * (ph.ty - 1 - ky), kb * B + cb, co);
                     ph.r = RDom(0, CO, 0, ph.tx, 0, ph.ty, "r" + suffix);  // (co, a, b)
-                    // o = xq + (px+P) div S - q = xq + a + (c - tx + 1), read at o + pad.
-                    const int off_x = (px + P) / S - ph.tx + 1 + pad, off_y = (py + P) / S - ph.ty + 1 + pad;
+                    // o = xq + gather_output(p, q) = xq + a + gather_output(p, tx-1), read at o + pad.
+                    const int off_x = gather_output(px, ph.tx - 1, S, P) + pad;
+                    const int off_y = gather_output(py, ph.ty - 1, S, P) + pad;
                     ph.acc = blocked_conv(("acc" + suffix).c_str(), src, ph.weights, 0.0f, ph.r, 1, off_x, off_y);
                     values.push_back(ph.acc(ci % B, x / S, y / S, ci / B, n));
                 }
@@ -331,8 +332,8 @@ private:
         Func acc, weights, tiles;
         RDom r;
     };
-    int taps(int phase) const {  // taps k = (phase+P) mod S + S*q below K
-        const int t = (phase + P) % S;
+    int taps(int phase) const {  // how many taps gather_tap(phase, q) are below K
+        const int t = gather_tap(phase, 0, S, P);
         return t < K ? (K - t + S - 1) / S : 0;
     }
     int B = 1, pad = 0;

@@ -13,12 +13,10 @@ public:
 protected:
     Var i{"i"}, o{"o"}, n{"n"};
 
-    // output(o, n) = bias(o) + sum_i weight(i, o) * input(i, n): the one product
-    // all three directions are contractions of, over i, o or n.
-    Expr product(Expr weight_io, Expr input_in) const { return weight_io * input_in; }
-
-    // A sum over the RDom r of e, initialised to zero.
-    Func summed(const char *name, const std::vector<Var> &vars, RDom r, Expr e) const {
+    // output(o, n) = bias(o) + sum_i weight(i, o) * input(i, n). Forward and
+    // backward are the same product weight(i, o) * input(i, n) (with d_output
+    // in place of the output), contracted over i, o or n: summed() each.
+    Func summed(const char *name, const std::vector<Var> &vars, Expr e) const {
         Func f{name};
         f(vars) = 0.0f;
         f(vars) += e;
@@ -45,7 +43,7 @@ public:
 
     void generate() {
         RDom r(0, IN, "r");
-        dot = summed("dot", {o, n}, r, product(weight(r, o), input(r, n)));
+        dot = summed("dot", {o, n}, weight(r, o) * input(r, n));
         output(o, n) = bias(o) + dot(o, n);
     }
 
@@ -73,9 +71,9 @@ public:
 
     void generate() {
         RDom ro(0, OUT, "ro"), rn(0, N, "rn");
-        grad_in = summed("grad_in", {i, n}, ro, product(weight(i, ro), d_output(ro, n)));
-        grad_w = summed("grad_w", {i, o}, rn, product(d_output(o, rn), input(i, rn)));
-        grad_b = summed("grad_b", {o}, rn, d_output(o, rn));
+        grad_in = summed("grad_in", {i, n}, weight(i, ro) * d_output(ro, n));
+        grad_w = summed("grad_w", {i, o}, d_output(o, rn) * input(i, rn));
+        grad_b = summed("grad_b", {o}, d_output(o, rn));
         d_input(i, n) = grad_in(i, n);
         d_weight(i, o) = grad_w(i, o);
         d_bias(o) = grad_b(o);

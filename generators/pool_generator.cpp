@@ -89,7 +89,7 @@ public:
         Expr sum = 0.0f;
         for (int qy = 0; qy < taps; qy++) {
             for (int qx = 0; qx < taps; qx++) {
-                Expr ox = gather_output(x, qx, S, P), oy = gather_output(y, qy, S, P);
+                Expr ox = gather_output<Expr>(x, qx, S, P), oy = gather_output<Expr>(y, qy, S, P);
                 sum += select(argmax_ext(ox, oy, c, n) == plane_index(x, y), d_out_ext(ox, oy, c, n), 0.0f);
             }
         }
