@@ -20,11 +20,11 @@ import tempfile
 
 STEPS = 300
 RESUME_AT, RESUME_TO = 20, 40  # short: on PoCL a step takes 0.7 s
-# Measured after 300 steps (the spec's seed 1, CPU build, 2026-11-27): test acc
-# 0.756 with the first CPU schedules, 0.774 with the next (rounding differs);
-# 0.799 after 600 steps, 0.843 after a whole epoch. The bound leaves room for
-# schedules that round differently still.
-MIN_TEST_ACC = 0.65
+# Measured after 300 steps (the spec's seed 1, 2026-11-27), as the schedules
+# changed (each rounds differently, which moves the trajectory): 0.756, 0.774,
+# 0.767, 0.706 on the CPU, 0.745 on PoCL; 0.843 after a whole epoch. Chance is
+# 0.10; the bound sits 0.1 below the lowest.
+MIN_TEST_ACC = 0.60
 
 
 def train(*args):
