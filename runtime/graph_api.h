@@ -47,9 +47,11 @@ struct ModelInfo {
     const char *dataset;         // "fashion-mnist"
 };
 
-// The five arenas, allocated by the trainer as 1-D buffers (params, grads,
-// velocity and state: float32; activations: uint8 bytes). On a GPU target they
-// are device allocations that live for the whole run.
+// The five arenas, allocated by the trainer as 1-D float32 buffers. The
+// activation arena is addressed in bytes by its views (any element type) but
+// allocated as floats, so that arenas over 2 GiB fit Halide's int32 extents
+// (resnet50 at batch 256 needs 3.6 GB). On a GPU target they are device
+// allocations that live for the whole run.
 struct Arenas {
     halide_buffer_t *params;
     halide_buffer_t *grads;
