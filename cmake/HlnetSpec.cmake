@@ -66,10 +66,11 @@ function(hlnet_add_spec spec)
     set_target_properties(${name}_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${out})
   endif()
 
-  if(EXISTS ${CMAKE_SOURCE_DIR}/bench/pipelines_bench.cpp)
+  # Every pipeline in every schedule variant, checked and timed (bench/pipelines_bench.cpp).
   add_executable(${name}_pipelines_bench ${CMAKE_SOURCE_DIR}/bench/pipelines_bench.cpp
                  ${CMAKE_SOURCE_DIR}/bench/bench_report.cpp ${CMAKE_SOURCE_DIR}/bench/fma_peak.cpp)
-  target_link_libraries(${name}_pipelines_bench PRIVATE hlnet_runtime ${name}_graph)
+  target_link_libraries(${name}_pipelines_bench PRIVATE hlnet_runtime ${name}_graph nlohmann_json::nlohmann_json)
+  string(TOUPPER "${HLNET_TARGET}" target_upper)
+  target_compile_definitions(${name}_pipelines_bench PRIVATE HLNET_TARGET_${target_upper})
   set_target_properties(${name}_pipelines_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${out})
-  endif()
 endfunction()

@@ -9,7 +9,7 @@
 namespace specc {
 
 const std::vector<DatasetInfo> &datasets() {
-    static const std::vector<DatasetInfo> kDatasets = {{"fashion-mnist", 1, 28, 28}};
+    static const std::vector<DatasetInfo> kDatasets = {{"fashion-mnist", 1, 28, 28, 60000}};
     return kDatasets;
 }
 

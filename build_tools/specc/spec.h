@@ -53,6 +53,7 @@ struct Spec {
 struct DatasetInfo {
     const char *name;
     int channels, height, width;
+    int train_images;  // the largest split: what the input pipeline's image count is tuned for
 };
 const std::vector<DatasetInfo> &datasets();
 
