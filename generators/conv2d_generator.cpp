@@ -456,14 +456,20 @@ private:
         const int chunks = N / NC;
         const int halves = chunks % 2 == 0 ? 2 : 1;
         RVar rj_outer{"rj_outer"}, rj_inner{"rj_inner"};
-        Var half{"half"}, cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"};
+        Var half{"half"}, cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, cig{"cig"};
         grad_w.update().split(rj.x, rj_outer, rj_inner, chunks / halves);
         Func partial = grad_w.update().rfactor(rj_outer, half);
         partial.compute_root().vectorize(cb).parallel(half);
+        // Tiles sweep 16 input channels (one cache line of the channels-last
+        // input per pixel) for every channel block before the next 16: that
+        // input slice stays in L2 while the blocks' d_output slices stream.
+        int group = std::max(1, 16 / tc);
+        while ((CI / tc) % group) group--;
         partial.update()
             .split(ci, cio, cii, tc)
+            .split(cio, cig, cio, group)
             .split(kb, kbo, kbi, vo)
-            .reorder(cb, kbi, cii, kx, ky, cio, kbo, rj_inner, half)
+            .reorder(cb, kbi, cii, kx, ky, cio, kbo, cig, rj_inner, half)
             .vectorize(cb)
             .unroll(kbi)
             .unroll(cii)
