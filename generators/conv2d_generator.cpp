@@ -30,7 +30,9 @@ inline RegisterTile choose_tile(int blocks, int width, int height, int max_acc =
             for (int ty = 1; ty <= std::min(height, 4); ty++) {
                 if (height % ty) continue;
                 const int acc = vo * tx * ty;
-                if (acc > max_acc) continue;
+                // The accumulators, the vo weight vectors and a broadcast must fit
+                // in the 32 registers: 24 + 8 spilled on the 512-channel 3x3 layer.
+                if (acc > max_acc || acc + vo + 1 > 31) continue;
                 // Loads per FMA (vo weight vectors + tx*ty broadcasts), then fewer accumulators lost.
                 const double cost = double(vo + tx * ty) / acc + 0.01 * (max_acc - acc);
                 if (cost < best_cost) best_cost = cost, best = {vo, tx, ty};
