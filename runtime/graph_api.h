@@ -131,6 +131,7 @@ struct PipelineInfo {
     const char *generator; // "conv2d_forward"
     int calls_per_step;    // calls in one training step (forward with batch statistics, backward, update)
     double flops;          // per call, counting every multiply and add; 0 for memory-bound ops
+    double bytes;          // the fewest a call moves: each argument once (of the split, the batch's images)
     int num_args;
     const PipelineArg *args;  // buffers only, in call order (the scalars are fixed)
     // Calls the pipeline's variant `schedule` (an index of schedule_name) on

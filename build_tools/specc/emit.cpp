@@ -300,6 +300,7 @@ std::string pipeline_infos(const Compiled &c) {
             calls += call.phase != Phase::Eval;
         }
         std::vector<std::string> args, call_args;
+        double bytes = 0;
         for (const Arg &arg : first->args) {
             const std::string buffer = "b[" + std::to_string(args.size()) + "]";
             if (arg.tensor >= 0) {
@@ -313,13 +314,19 @@ std::string pipeline_infos(const Compiled &c) {
                     low = 0.5, high = 1.5;
                 }
                 args.push_back(pipeline_arg(t.type == DType::F32 ? f32 : i32, arg.extents, arg.output, low, high));
+                double elements = 1;
+                for (int e : arg.extents) elements *= e;
+                bytes += 4 * elements;
             } else if (arg.expr == "batch.images") {  // the whole training split, as the trainer passes it
-                args.push_back(pipeline_arg(u8, {int(param_value(pipeline, "SRC_W")), int(param_value(pipeline, "SRC_H")), split},
-                                            false, 0, 256));
+                const int64_t w = param_value(pipeline, "SRC_W"), h = param_value(pipeline, "SRC_H");
+                args.push_back(pipeline_arg(u8, {int(w), int(h), split}, false, 0, 256));
+                bytes += double(w * h * param_value(pipeline, "N"));  // only the batch's images are read
             } else if (arg.expr == "batch.labels") {
                 args.push_back(pipeline_arg(u8, {split}, false, 0, c.spec.classes));
+                bytes += double(param_value(pipeline, "N"));
             } else if (arg.expr == "batch.indices") {
                 args.push_back(pipeline_arg(i32, {int(param_value(pipeline, "N"))}, false, 0, split));
+                bytes += 4.0 * double(param_value(pipeline, "N"));
             } else {
                 call_args.push_back(scalars.at(arg.expr));
                 continue;
@@ -328,7 +335,7 @@ std::string pipeline_infos(const Compiled &c) {
         }
         text += "const PipelineArg kArgs_" + lib + "[] = {\n    " + join(args, ",\n    ") + ",\n};\n";
         infos += "    {\"" + lib + "\", \"" + pipeline.generator + "\", " + std::to_string(calls) + ", " +
-                 fixed(pipeline_flops(pipeline), 0) + ", " + std::to_string(args.size()) + ", kArgs_" + lib +
+                 fixed(pipeline_flops(pipeline), 0) + ", " + fixed(bytes, 0) + ", " + std::to_string(args.size()) + ", kArgs_" + lib +
                  ",\n     [](int s, halide_buffer_t *const *b) { return kSchedules[s].pipelines->" + lib + "(" +
                  join(call_args, ", ") + "); }},\n";
     }
