@@ -64,7 +64,7 @@ void print_table(const Report &r) {
         std::printf("FMA peak %.1f GFLOP/s (%d threads), %.1f GFLOP per CPU-second of one core; %%peak is per "
                     "CPU-second.\n", r.peak_gflops, r.threads, r.peak_gflops_per_core);
     std::printf("ms: median of %d calls (3 for the slow ones), %s. Every variant is first checked against manual:\n"
-                "float outputs within %.0e x max|manual|, integer outputs exact (else 'wrong' or 'error', see below).\n"
+                "float outputs within %.0e x max(max|manual|, 1), integer outputs exact (else 'wrong' or 'error', see below).\n"
                 "GFLOP/s, %%peak and GB/s are the best variant's; GB/s counts every argument once.\n\n",
                 r.reps, r.flushed ? "caches flushed before each" : "back to back", r.tolerance);
 
