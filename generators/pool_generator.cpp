@@ -52,18 +52,28 @@ public:
         pin_shape(output, output_shape());
         pin_shape(argmax, output_shape());
         if (using_autoscheduler()) return;
-        // best is a (value, index) Tuple read by both outputs: computed once, at
-        // root, vectorised along x (stride-S loads), images in parallel.
         if (get_target().has_gpu_feature()) {
+            // best is a (value, index) Tuple read by both outputs: computed
+            // once, at root, one thread per output element.
             schedule_flat_gpu(best, {x, y, c, n});
             flat_gpu_loop(best.update(), {x, y, c, n});
+            schedule_planes(output, WO(), HO());
+            schedule_planes(argmax, WO(), HO());
         } else {
+            // Both outputs walk the same loops (compute_with) and best is
+            // computed plane by plane inside them: the input is read once and
+            // best never goes to memory (at root it cost 3 extra passes over a
+            // tensor the size of the output). Planes are not fused, so that
+            // best's bounds stay one plane.
             const int vec = std::max(channel_block(WO()), 8);
-            best.compute_root().parallel(n).vectorize(x, vec, TailStrategy::GuardWithIf);
-            best.update().reorder(x, r.x, r.y, y, c, n).parallel(n).vectorize(x, vec, TailStrategy::GuardWithIf);
+            Var xy{"xy"};
+            for (Func f : {Func(output), Func(argmax)}) {
+                f.fuse(x, y, xy).vectorize(xy, 16, TailStrategy::GuardWithIf).parallel(n);
+            }
+            argmax.compute_with(output, c);
+            best.compute_at(output, c).vectorize(x, vec, TailStrategy::GuardWithIf);
+            best.update().reorder(x, r.x, r.y, y, c, n).vectorize(x, vec, TailStrategy::GuardWithIf);
         }
-        schedule_planes(output, WO(), HO());
-        schedule_planes(argmax, WO(), HO());
     }
 
 private:
