@@ -11,7 +11,11 @@ On a GPU (--device cuda) PyTorch runs three ways: FP32 with TF32 off (the
 fair baseline for hlnet's FP32 pipelines), FP32 with TF32 on, and AMP (bfloat16
 autocast), each synchronised inside the timed region.
 
-usage: bench/compare_pytorch.py BUILD/NAME [--steps N] [--warmup N] [--threads N] [--device cpu|cuda]
+--profile adds one more PyTorch step under torch.profiler and prints where its
+time goes (convolutions, batch norm, ...), to read beside hlnet's per-pipeline
+table (NAME_pipelines_bench).
+
+usage: bench/compare_pytorch.py BUILD/NAME [--steps N] [--warmup N] [--threads N] [--device cpu|cuda] [--profile]
 """
 import argparse
 import json
@@ -35,7 +39,24 @@ def hlnet_step_ms(bench, steps, warmup, data):
     return float(re.search(r"step\s+([\d.]+) ms", out).group(1))
 
 
-def torch_step_ms(graph, steps, warmup, data, device="cpu", mode="fp32"):
+# Operator kinds of the profile, matched in order against aten operator names.
+OP_KINDS = [("convolution", ("conv",)), ("batch norm", ("batch_norm",)), ("relu", ("relu", "threshold")),
+            ("max pool", ("max_pool",)), ("add (residual, gradient sums, SGD)", ("add",))]
+
+
+def print_profile(profiler):
+    """PyTorch's own time per operator kind in one step (self CPU time, so nothing counts twice)."""
+    totals = {}
+    for e in profiler.key_averages():
+        kind = next((k for k, keys in OP_KINDS if any(key in e.key for key in keys)), "other")
+        totals[kind] = totals.get(kind, 0.0) + e.self_cpu_time_total / 1000
+    whole = sum(totals.values())
+    print("\nPyTorch profile of one more step (self CPU time):")
+    for kind, ms in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:38}{ms:10.1f} ms {100 * ms / whole:5.1f}%")
+
+
+def torch_step_ms(graph, steps, warmup, data, device="cpu", mode="fp32", profile=False):
     """Median ms of PyTorch's training step; mode is fp32, tf32 or amp (GPU only)."""
     if device == "cuda":
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
@@ -48,7 +69,8 @@ def torch_step_ms(graph, steps, warmup, data, device="cpu", mode="fp32"):
     opt = torch.optim.SGD(net.parameters(), lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"])
     net.train()
     times = []
-    for s in range(warmup + steps):
+
+    def step(s):
         indices = (torch.arange(s * batch, (s + 1) * batch) % images.shape[0]).to(device)
         start = time.perf_counter()
         x = ref.input_batch(graph, images, indices, torch.float32)
@@ -59,8 +81,16 @@ def torch_step_ms(graph, steps, warmup, data, device="cpu", mode="fp32"):
         opt.step()
         if device == "cuda":
             torch.cuda.synchronize()
+        return (time.perf_counter() - start) * 1000
+
+    for s in range(warmup + steps):
+        ms = step(s)
         if s >= warmup:
-            times.append((time.perf_counter() - start) * 1000)
+            times.append(ms)
+    if profile:
+        with torch.profiler.profile() as prof:
+            step(warmup + steps)
+        print_profile(prof)
     return statistics.median(times)
 
 
@@ -72,6 +102,7 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--profile", action="store_true", help="break PyTorch's FP32 step down by operator kind")
     a = p.parse_args()
     name = os.path.basename(os.path.normpath(a.spec_build))
     graph = json.load(open(os.path.join(a.spec_build, f"{name}_graph.json")))
@@ -80,7 +111,7 @@ def main():
 
     hl = hlnet_step_ms(os.path.join(a.spec_build, f"{name}_bench"), a.steps, a.warmup, a.data)
     modes = ["fp32", "tf32", "amp"] if a.device == "cuda" else ["fp32"]
-    pt = {m: torch_step_ms(graph, a.steps, a.warmup, a.data, a.device, m) for m in modes}
+    pt = {m: torch_step_ms(graph, a.steps, a.warmup, a.data, a.device, m, a.profile and m == "fp32") for m in modes}
     batch = graph["batch"]
     where = torch.cuda.get_device_name() if a.device == "cuda" else f"CPU, {a.threads} threads"
     print(f"\n{name}, batch {batch}, {where}, median of {a.steps} steps after {a.warmup} warm-up")
