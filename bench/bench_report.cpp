@@ -57,6 +57,17 @@ std::string xml_escape(const std::string &text) {
 
 }  // namespace
 
+int timed_calls(int reps, double first_seconds, double max_seconds) {
+    const double affordable = first_seconds > 0 ? max_seconds / first_seconds : reps;
+    return std::max(int(std::min<double>(reps, affordable)), std::min(reps, 3));
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 void print_table(const Report &r) {
     std::printf("\n%s, batch %d, target %s: %s, %d threads, %s\n", r.model.c_str(), r.batch, r.target.c_str(),
                 r.machine.c_str(), r.threads, r.date.c_str());
@@ -67,13 +78,16 @@ void print_table(const Report &r) {
                 "float outputs within %.0e x max(max|manual|, 1), integer outputs exact (else 'wrong' or 'error', see below).\n"
                 "GFLOP/s, %%peak and GB/s are the best variant's; GB/s counts every argument once.\n\n",
                 r.reps, r.flushed ? "caches flushed before each" : "back to back", r.tolerance);
+    if (!r.baseline_note.empty()) std::printf("%s\n\n", r.baseline_note.c_str());
 
     std::printf("%-24s %-34s %5s %7s", "pipeline", "shape", "calls", "GFLOP");
     for (const std::string &s : r.schedules) std::printf(" %13s", s.c_str());
+    if (!r.baseline.empty()) std::printf(" %13s", r.baseline.c_str());
     std::printf(" %13s %8s %6s %7s\n", "best", "GFLOP/s", "%peak", "GB/s");
     for (const PipelineRow &row : r.pipelines) {
         std::printf("%-24s %-34s %5d %7.3f", row.generator.c_str(), row.shape.c_str(), row.calls_per_step, row.flops / 1e9);
         for (const Measurement &m : row.variants) std::printf(" %13s", cell(m).c_str());
+        if (!r.baseline.empty()) std::printf(" %13s", row.baseline ? cell(*row.baseline).c_str() : "-");
         if (row.best < 0) {
             std::printf(" %13s\n", "-");
             continue;
@@ -86,13 +100,16 @@ void print_table(const Report &r) {
     }
 
     bool problems = false;
-    for (const PipelineRow &row : r.pipelines)
-        for (size_t s = 0; s < row.variants.size(); s++)
-            if (!row.variants[s].valid) {
-                if (!problems) std::printf("\nNot timed:\n");
-                problems = true;
-                std::printf("  %-14s %s: %s\n", r.schedules[s].c_str(), row.library.c_str(), row.variants[s].problem.c_str());
-            }
+    auto problem = [&](const std::string &variant, const PipelineRow &row, const Measurement &m) {
+        if (m.valid) return;
+        if (!problems) std::printf("\nNot timed:\n");
+        problems = true;
+        std::printf("  %-14s %s: %s\n", variant.c_str(), row.library.c_str(), m.problem.c_str());
+    };
+    for (const PipelineRow &row : r.pipelines) {
+        for (size_t s = 0; s < row.variants.size(); s++) problem(r.schedules[s], row, row.variants[s]);
+        if (row.baseline) problem(r.baseline, row, *row.baseline);
+    }
 
     if (r.steps.empty()) return;
     std::printf("\n%-16s %12s %10s %22s\n", "training step", "median ms", "images/s", "sum of table (calls x ms)");
@@ -105,19 +122,26 @@ void write_csv(const Report &r, const std::string &path) {
     std::ofstream out = open_output(path);
     out << "model,pipeline,generator,shape,calls_per_step,gflop,schedule,valid,problem,max_rel_error,ms,cpu_ms,gflops,"
            "share_of_peak,gbytes_per_s,best\n";
-    for (const PipelineRow &row : r.pipelines)
-        for (size_t s = 0; s < row.variants.size(); s++) {
-            const Measurement &m = row.variants[s];
-            out << r.model << "," << row.library << "," << row.generator << "," << row.shape << "," << row.calls_per_step
-                << "," << row.flops / 1e9 << "," << r.schedules[s] << "," << m.valid << "," << csv_field(m.problem) << "," << m.error
-                << ",";
-            if (m.valid)
-                out << m.ms << "," << m.cpu_ms << "," << (row.flops > 0 ? gflops(row, m) : 0) << ","
-                    << (row.flops > 0 ? share_of_peak(r, row, m) : 0) << "," << row.bytes / m.ms / 1e6;
-            else
-                out << ",,,,";
-            out << "," << (int(s) == row.best) << "\n";
+    // The baseline's row: max_rel_error and cpu_ms empty (not checked, not measured), never best.
+    auto write = [&](const PipelineRow &row, const std::string &schedule, const Measurement &m, bool baseline, bool best) {
+        out << r.model << "," << row.library << "," << row.generator << "," << row.shape << "," << row.calls_per_step << ","
+            << row.flops / 1e9 << "," << schedule << "," << m.valid << "," << csv_field(m.problem) << ",";
+        if (!baseline) out << m.error;
+        out << ",";
+        if (m.valid) {
+            out << m.ms << ",";
+            if (!baseline) out << m.cpu_ms;
+            out << "," << (row.flops > 0 ? gflops(row, m) : 0) << "," << (row.flops > 0 ? share_of_peak(r, row, m) : 0)
+                << "," << row.bytes / m.ms / 1e6;
+        } else {
+            out << ",,,,";
         }
+        out << "," << best << "\n";
+    };
+    for (const PipelineRow &row : r.pipelines) {
+        for (size_t s = 0; s < row.variants.size(); s++) write(row, r.schedules[s], row.variants[s], false, int(s) == row.best);
+        if (row.baseline) write(row, r.baseline, *row.baseline, true, false);
+    }
     for (const StepRow &step : r.steps)
         out << r.model << ",training_step,,batch " << r.batch << ",1,," << step.schedule << ",1,,," << step.ms
             << ",,,,,\n";
@@ -139,6 +163,10 @@ void write_json(const Report &r, const std::string &path) {
                              {"calls_per_step", row.calls_per_step}, {"flops", row.flops}, {"bytes", row.bytes},
                              {"best", row.best >= 0 ? json(r.schedules[row.best]) : json(nullptr)},
                              {"schedules", variants}});
+        if (row.baseline) {  // not checked: no max_rel_error
+            const Measurement &m = *row.baseline;
+            pipelines.back()["baseline"] = m.valid ? json{{"valid", true}, {"ms", m.ms}} : json{{"valid", false}, {"problem", m.problem}};
+        }
     }
     json steps = json::array();
     for (const StepRow &step : r.steps)
@@ -147,7 +175,9 @@ void write_json(const Report &r, const std::string &path) {
                       {"threads", r.threads}, {"date", r.date}, {"reps", r.reps}, {"caches_flushed", r.flushed},
                       {"tolerance", r.tolerance},
                       {"peak_gflops", r.peak_gflops}, {"peak_gflops_per_core", r.peak_gflops_per_core},
-                      {"schedules", r.schedules}, {"pipelines", pipelines}, {"training_step", steps}};
+                      {"schedules", r.schedules},
+                      {"baseline", r.baseline.empty() ? json(nullptr) : json(r.baseline)}, {"baseline_note", r.baseline_note},
+                      {"pipelines", pipelines}, {"training_step", steps}};
     open_output(path) << doc.dump(1) << "\n";
 }
 
@@ -156,9 +186,12 @@ void write_json(const Report &r, const std::string &path) {
 // within a row; the label gives the time.
 void write_svg(const Report &r, const std::string &path) {
     const char *colors[] = {"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"};
-    const int n_colors = int(sizeof colors / sizeof colors[0]);
+    const size_t n_colors = sizeof colors / sizeof colors[0];
     const int label_w = 430, bar_w = 420, bar_h = 13, gap = 10, top = 70;
-    const int variants = int(r.schedules.size()) + 1;  // + best-of, in the step group
+    // One color per legend entry: the variants, best-of (the step group), the baseline.
+    std::vector<std::string> legend = r.schedules;
+    legend.push_back("best-of");
+    if (!r.baseline.empty()) legend.push_back(r.baseline);
     struct Group {
         std::string label;
         std::vector<std::pair<std::string, const Measurement *>> bars;
@@ -186,6 +219,7 @@ void write_svg(const Report &r, const std::string &path) {
         Group g;
         g.label = row.generator + " " + row.shape + (row.calls_per_step != 1 ? " (x" + std::to_string(row.calls_per_step) + ")" : "");
         for (size_t s = 0; s < row.variants.size(); s++) g.bars.push_back({r.schedules[s], &row.variants[s]});
+        if (row.baseline) g.bars.push_back({r.baseline, &*row.baseline});
         g.best = row.best;
         groups.push_back(std::move(g));
     }
@@ -201,11 +235,9 @@ void write_svg(const Report &r, const std::string &path) {
         << "<text x=\"10\" y=\"38\">" << xml_escape(r.machine) << ", " << r.threads << " threads, target " << r.target
         << ", batch " << r.batch << ", " << xml_escape(r.date) << "; median of " << r.reps
         << " calls (3 for the slow ones); each group scaled to its slowest bar</text>\n";
-    for (int v = 0; v < variants; v++) {  // legend
-        const std::string name = v < int(r.schedules.size()) ? r.schedules[v] : "best-of";
+    for (size_t v = 0; v < legend.size(); v++)
         out << "<rect x=\"" << 10 + v * 130 << "\" y=\"48\" width=\"10\" height=\"10\" fill=\"" << colors[v % n_colors]
-            << "\"/><text x=\"" << 24 + v * 130 << "\" y=\"57\">" << xml_escape(name) << "</text>\n";
-    }
+            << "\"/><text x=\"" << 24 + v * 130 << "\" y=\"57\">" << xml_escape(legend[v]) << "</text>\n";
     int y = top;
     for (const Group &g : groups) {
         double slowest = 0;
@@ -214,7 +246,7 @@ void write_svg(const Report &r, const std::string &path) {
         out << "<text x=\"10\" y=\"" << y + bar_h - 2 << "\">" << xml_escape(g.label) << "</text>\n";
         for (size_t b = 0; b < g.bars.size(); b++) {
             const Measurement &m = *g.bars[b].second;
-            const int color = b < r.schedules.size() ? int(b) : variants - 1;
+            const size_t color = std::find(legend.begin(), legend.end(), g.bars[b].first) - legend.begin();
             if (m.valid) {
                 const int w = std::max(1, int(bar_w * m.ms / slowest));
                 char ms[32];

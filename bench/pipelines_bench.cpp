@@ -9,7 +9,10 @@
 // inside the timed region and the caches flushed before each call. Then the
 // whole training step in each variant and in the best-of mix (each pipeline in
 // its fastest valid variant), which is also written as a file for the
-// trainer's --schedule. A benchmark, never a pass/fail test.
+// trainer's --schedule. In the cuda build with cuDNN (HLNET_CUDNN), a cuDNN
+// column beside the variants: cuDNN's own convolution and batch norm at each
+// such pipeline's shape (bench/cudnn_baseline.h), a baseline, never a variant.
+// A benchmark, never a pass/fail test.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -30,6 +33,9 @@
 #include "graph_api.h"
 #include "idx.h"
 #include "trainer.h"
+#if defined(HLNET_CUDNN)
+#include "cudnn_baseline.h"
+#endif
 
 namespace {
 
@@ -38,6 +44,8 @@ using Halide::Runtime::Buffer;
 using hlnet_bench::Measurement;
 using hlnet_bench::PipelineRow;
 using hlnet_bench::Report;
+using hlnet_bench::median;
+using hlnet_bench::timed_calls;
 
 struct Options {
     std::optional<int64_t> reps, steps, seed;
@@ -46,12 +54,6 @@ struct Options {
     bool warm = false;  // no cache flush between calls
     bool help = false;
 };
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 double cpu_ms_now() {
     timespec t;
@@ -164,7 +166,7 @@ Measurement measure(Call &reference, int schedule, const Report &settings, doubl
         m.problem = text;
         return m;
     }
-    const int reps = std::max(std::min(settings.reps, int(max_seconds / first_seconds)), std::min(settings.reps, 3));
+    const int reps = timed_calls(settings.reps, first_seconds, max_seconds);
     std::vector<double> ms, cpu_ms;
     for (int r = 0; r < reps; r++) {
         if (settings.flushed) flush_caches();
@@ -255,6 +257,10 @@ int run(const Options &o) {
 #endif
     if (o.peak) report.peak_gflops = *o.peak, report.peak_gflops_per_core = 0;
     for (int s = 0; s < hlnet::schedule_count(); s++) report.schedules.push_back(hlnet::schedule_name(s));
+#if defined(HLNET_CUDNN)
+    const std::unique_ptr<hlnet_bench::CudnnBaseline> cudnn = hlnet_bench::CudnnBaseline::open();
+    if (cudnn) report.baseline = "cuDNN", report.baseline_note = cudnn->note();
+#endif
 
     std::printf("%s: %d pipelines x %d schedules, checking then timing (median of %d calls)\n", info.name,
                 hlnet::pipeline_count(), hlnet::schedule_count(), report.reps);
@@ -273,6 +279,9 @@ int run(const Options &o) {
         for (int s = 0; s < hlnet::schedule_count(); s++)
             row.variants.push_back(measure(reference, s, report, o.max_seconds.value_or(5)));
         row.best = best_variant(row.variants);
+#if defined(HLNET_CUDNN)
+        if (cudnn) row.baseline = cudnn->measure(row.generator, row.shape, report.reps, o.max_seconds.value_or(5));
+#endif
         std::fprintf(stderr, "  %-60s\r", row.library.c_str());  // progress
         report.pipelines.push_back(row);
     }

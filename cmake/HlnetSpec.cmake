@@ -28,6 +28,26 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "building specc failed:\n${out}")
 endif()
 
+# The cuDNN column of NAME_pipelines_bench (cuda build only, bench/cudnn_baseline.cpp):
+# cuDNN's convolution and batch norm at the pipelines' shapes. Without cuDNN
+# the benches build without the column.
+if(HLNET_TARGET STREQUAL "cuda")
+  find_package(CUDAToolkit)
+  find_path(HLNET_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} PATH_SUFFIXES include)
+  find_library(HLNET_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} PATH_SUFFIXES lib64 lib)
+  if(CUDAToolkit_FOUND AND HLNET_CUDNN_INCLUDE_DIR AND HLNET_CUDNN_LIBRARY)
+    message(STATUS "hlnet: cuDNN column in the pipelines benches: ${HLNET_CUDNN_LIBRARY}")
+    add_library(hlnet_cudnn_baseline STATIC ${CMAKE_SOURCE_DIR}/bench/cudnn_baseline.cpp)
+    target_include_directories(hlnet_cudnn_baseline PRIVATE ${HLNET_CUDNN_INCLUDE_DIR})
+    # cudart linked statically: the GPU machine needs only the driver and libcudnn.
+    target_link_libraries(hlnet_cudnn_baseline PRIVATE ${HLNET_CUDNN_LIBRARY} CUDA::cudart_static)
+    target_compile_definitions(hlnet_cudnn_baseline INTERFACE HLNET_CUDNN)
+  else()
+    message(STATUS "hlnet: no cuDNN column in the pipelines benches: cudnn.h, libcudnn or the CUDA toolkit not "
+                   "found (set HLNET_CUDNN_INCLUDE_DIR and HLNET_CUDNN_LIBRARY, or CUDAToolkit_ROOT)")
+  endif()
+endif()
+
 function(hlnet_add_spec spec)
   get_filename_component(spec "${spec}" ABSOLUTE)
   get_filename_component(name "${spec}" NAME_WE)
@@ -73,4 +93,7 @@ function(hlnet_add_spec spec)
   string(TOUPPER "${HLNET_TARGET}" target_upper)
   target_compile_definitions(${name}_pipelines_bench PRIVATE HLNET_TARGET_${target_upper})
   set_target_properties(${name}_pipelines_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${out})
+  if(TARGET hlnet_cudnn_baseline)
+    target_link_libraries(${name}_pipelines_bench PRIVATE hlnet_cudnn_baseline)
+  endif()
 endfunction()
