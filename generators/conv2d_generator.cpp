@@ -485,7 +485,6 @@ private:
             .unroll(kb)
             .unroll(ci)
             .unroll(kx);
-        if (WO() <= 6) chunk_grad.update().unroll(rp.x);  // short rows: no loop overhead per pixel
         // One chunk of each operand at a time, where its tiles are made.
         src.compute_at(partial, rj_inner);
         schedule_repack_cpu(src, CI);
