@@ -199,8 +199,18 @@ public:
         schedule_channel_sum(sums);
         schedule_vector(d_beta);
         schedule_vector(d_gamma);
-        schedule_pointwise(d_input);
-        if (residual) schedule_pointwise(*d_residual);
+        if (get_target().has_gpu_feature()) {
+            schedule_pointwise(d_input);
+            if (residual) schedule_pointwise(*d_residual);
+        } else {
+            Var plane = schedule_pointwise_cpu(d_input, x, y, c, n, W, H);
+            if (residual) {
+                // dz plane by plane right after d_input's: output and d_output
+                // come from cache instead of a second pass over memory.
+                schedule_pointwise_cpu(*d_residual, x, y, c, n, W, H);
+                d_residual->compute_with(d_input, plane);
+            }
+        }
     }
 
 private:
