@@ -20,12 +20,6 @@ protected:
     std::vector<int> output_shape() const { return {WO(), HO(), C, N}; }
     // The argmax encoding: position of an input pixel within its (h, w) plane.
     Expr plane_index(Expr ix, Expr iy) const { return iy * (int)W + ix; }
-
-    // Returns the loop at which a per-element producer is computed.
-    Var schedule_planes(Func f, int width, int height) {
-        if (this->get_target().has_gpu_feature()) return schedule_flat_gpu(f, {x, y, c, n});
-        return schedule_pointwise_cpu(f, x, y, c, n, width, height);
-    }
 };
 
 class MaxPoolForward : public MaxPoolBase<MaxPoolForward> {
@@ -57,8 +51,8 @@ public:
             // once, at root, one thread per output element.
             schedule_flat_gpu(best, {x, y, c, n});
             flat_gpu_loop(best.update(), {x, y, c, n});
-            schedule_planes(output, WO(), HO());
-            schedule_planes(argmax, WO(), HO());
+            schedule_flat_gpu(output, {x, y, c, n});
+            schedule_flat_gpu(argmax, {x, y, c, n});
         } else {
             // Both outputs walk the same loops (compute_with) and best is
             // computed plane by plane inside them: the input is read once and
