@@ -46,12 +46,17 @@ __attribute__((target("avx2,fma"))) float run_avx2(float seed, long iterations) 
 
 }  // namespace
 
+double process_cpu_seconds() {
+    timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
 FmaPeak measure_fma_peak(int threads, long iterations) {
     const bool avx512 = __builtin_cpu_supports("avx512f");
     const int lanes = avx512 ? 16 : 8;
     std::atomic<float> sink{0};
-    timespec cpu0, cpu1;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+    const double cpu0 = process_cpu_seconds();
     auto start = std::chrono::steady_clock::now();
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; t++) {
@@ -59,8 +64,7 @@ FmaPeak measure_fma_peak(int threads, long iterations) {
     }
     for (auto &th : pool) th.join();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
-    const double cpu_seconds = (cpu1.tv_sec - cpu0.tv_sec) + 1e-9 * (cpu1.tv_nsec - cpu0.tv_nsec);
+    const double cpu_seconds = process_cpu_seconds() - cpu0;
     const double flops = 2.0 * lanes * kChains * double(iterations) * threads;
     return {flops / seconds / 1e9, flops / cpu_seconds / 1e9, avx512 ? "AVX-512" : "AVX2"};
 }

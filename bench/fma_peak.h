@@ -10,3 +10,7 @@ struct FmaPeak {
 // threads at once and returns the rate reached (2M iterations: ~10 ms at 170
 // GFLOP/s per core).
 FmaPeak measure_fma_peak(int threads, long iterations = 2'000'000);
+
+// The process CPU clock (all threads), in seconds: what the benches compare
+// against the per-core peak.
+double process_cpu_seconds();

@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <functional>
 #include <random>
 #include <string>
@@ -42,12 +41,6 @@ double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
-double cpu_seconds() {
-    timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 struct Timing {
     double ms, cpu_ms;  // medians: wall time, process CPU time
 };
@@ -59,11 +52,11 @@ Timing time_call(int reps, const std::function<int()> &call) {
     }
     std::vector<double> ms, cpu_ms;
     for (int i = 0; i < reps; i++) {
-        const double c0 = cpu_seconds();
+        const double c0 = process_cpu_seconds();
         auto t0 = std::chrono::steady_clock::now();
         call();
         ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-        cpu_ms.push_back(1e3 * (cpu_seconds() - c0));
+        cpu_ms.push_back(1e3 * (process_cpu_seconds() - c0));
     }
     return {median(ms), median(cpu_ms)};
 }

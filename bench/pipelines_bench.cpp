@@ -55,12 +55,6 @@ struct Options {
     bool help = false;
 };
 
-double cpu_ms_now() {
-    timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return 1e3 * t.tv_sec + 1e-6 * t.tv_nsec;
-}
-
 // Evicts every cache level between timed calls: writes a buffer much larger
 // than the last-level cache (outside the timed region).
 void flush_caches() {
@@ -170,12 +164,12 @@ Measurement measure(Call &reference, int schedule, const Report &settings, doubl
     std::vector<double> ms, cpu_ms;
     for (int r = 0; r < reps; r++) {
         if (settings.flushed) flush_caches();
-        const double cpu0 = cpu_ms_now();
+        const double cpu0 = process_cpu_seconds();
         const auto t0 = Clock::now();
         call.run(schedule);
         call.sync();
         ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-        cpu_ms.push_back(cpu_ms_now() - cpu0);
+        cpu_ms.push_back(1e3 * (process_cpu_seconds() - cpu0));
     }
     m.valid = true;
     m.ms = median(ms);
