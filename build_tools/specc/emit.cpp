@@ -256,8 +256,10 @@ int64_t param_value(const Pipeline &pipeline, const std::string &name) {
 double pipeline_flops(const Pipeline &p) {
     const auto v = [&](const char *name) { return double(param_value(p, name)); };
     if (p.generator.rfind("conv2d_", 0) == 0) {
-        const double out_h = (v("H") + 2 * v("P") - v("K")) / int(v("S")) + 1, out_w = (v("W") + 2 * v("P") - v("K")) / int(v("S")) + 1;
-        return 2 * v("N") * v("CO") * out_h * out_w * v("CI") * v("K") * v("K");
+        const auto out = [&](const char *size) {
+            return double(window_out(param_value(p, size), param_value(p, "K"), param_value(p, "S"), param_value(p, "P")));
+        };
+        return 2 * v("N") * v("CO") * out("H") * out("W") * v("CI") * v("K") * v("K");
     }
     if (p.generator == "dense_forward") return 2 * v("N") * v("IN") * v("OUT");
     if (p.generator == "dense_backward") return 4 * v("N") * v("IN") * v("OUT");  // d_input and d_weight

@@ -58,7 +58,7 @@ int64_t features(const Shape &shape) { return checked_product(Shape(shape.begin(
 // The output shape of `node` from its input shapes (assumed valid).
 Shape output_shape(const Graph &graph, const Node &node, const Spec *spec) {
     const Shape in = node.inputs.empty() ? Shape{} : graph.nodes[node.inputs[0]].shape;
-    const auto pooled = [&](int64_t size) { return (size + 2 * node.padding - node.kernel) / node.stride + 1; };
+    const auto pooled = [&](int64_t size) { return window_out(size, node.kernel, node.stride, node.padding); };
     switch (node.op) {
     case Op::Input: return spec ? Shape{spec->batch, spec->channels, spec->height, spec->width} : node.shape;
     case Op::Conv: return {in[0], node.channels, pooled(in[2]), pooled(in[3])};

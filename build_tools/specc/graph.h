@@ -16,6 +16,10 @@ const char *op_name(Op op);  // the spelling of the spec ("conv", ...; "input")
 
 using Shape = std::vector<int64_t>;  // [N, C, H, W] or [N, F], PyTorch order
 std::string shape_text(const Shape &shape);  // "[N,C,H,W]"
+// Output extent of a sliding window (conv, max pool) over `size` pixels.
+inline int64_t window_out(int64_t size, int64_t kernel, int64_t stride, int64_t padding) {
+    return (size + 2 * padding - kernel) / stride + 1;
+}
 
 struct Node {
     std::string name;                // "stage2.0.conv1": "<block>.<sub>" inside macros

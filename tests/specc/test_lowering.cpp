@@ -177,8 +177,8 @@ TEST_CASE("emitted files") {
     CHECK(contains(cpp, "#ifdef HLNET_SCHEDULE_LI2018\n#include \"input_pipeline_n32_src_h28_src_w28_dst_h28_dst_w28_li2018.h\"\n"));
     CHECK(contains(cpp, "const Pipelines kManualPipelines = {\n    &::input_pipeline_n32_src_h28_src_w28_dst_h28_dst_w28,\n"));
     CHECK(contains(cpp, "    {\"Adams2019\", &kAdams2019Pipelines},\n"));
-    // What the pipelines bench needs: shapes, value ranges, flops and a caller with the scalars filled in.
-    CHECK(contains(cpp, "    {\"conv2d_forward_n32_ci1_co8_h28_w28_k7_s2_p3\", \"conv2d_forward\", 1, 5274752, 302656, 4, "));
+    // What the pipelines bench needs: shapes, value ranges, flops (2*32*8*14*14*1*49: a 14x14 output) and a caller with the scalars filled in.
+    CHECK(contains(cpp, "    {\"conv2d_forward_n32_ci1_co8_h28_w28_k7_s2_p3\", \"conv2d_forward\", 1, 4917248, 302656, 4, "));
     CHECK(contains(cpp, "kSchedules[s].pipelines->softmax_cross_entropy_n32_k10(b[0], b[1], 32, b[2], b[3], b[4]); }},\n"));
     CHECK(contains(cpp, "const PipelineArg kArgs_maxpool_backward_n32_c8_h14_w14_k3_s2_p1[] = {\n"
                         "    {{halide_type_float, 32, 1}, 4, {7, 7, 8, 32}, false, -1.0, 1.0},\n"
