@@ -8,6 +8,9 @@
 // the same blocked direct convolution (blocked_conv); backward-weights is the
 // same product reduced over pixels instead of taps. The repacking happens
 // inside the pipeline; the external layouts stay NCHW / OIHW.
+#include <cstdio>
+#include <cstdlib>
+
 #include "common.h"
 
 namespace hlnet {
@@ -42,16 +45,184 @@ inline RegisterTile choose_tile(int blocks, int width, int height, int max_acc =
     return best;
 }
 
+// How a forward or backward-data convolution is computed. Auto: Winograd where
+// it is eligible and the manual CPU schedule is in use, direct otherwise.
+enum class ConvAlgorithm { Auto, Direct, Winograd };
+
+// The Winograd F(2x2, 3x3) convolution (Lavin & Gray, 2016) of a stride-1 3x3
+// kernel: each 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A for the tile's
+// 4x4 input patch d, so the channel sums take 16 multiplies per tile where the
+// direct convolution takes 36. The 16 channel sums are 16 matrix products
+// (output channels x input channels times input channels x tiles), computed
+// like the direct convolution's register tiles.
+struct Winograd {
+    bool active = false;
+    int B = 1, blocks = 1;          // output channel block, and how many
+    int tiles_x = 0, tiles_y = 0;   // 2x2 tiles over the output
+    int images = 1;                 // images per chunk (the CPU schedule's task)
+    RDom r;                         // input channels
+    Func weights{"winograd_weights"};      // U(cb, c, kb, a, b) = G g G^T, channel-blocked
+    Func input_rows{"winograd_input_rows"};  // B^T d along x: (c, tx, ty, n, a, row)
+    Func input{"winograd_input"};          // V(c, tx, ty, n, a, b) = B^T d B
+    Func product{"winograd_product"};      // M(cb, tx, ty, kb, n, a, b) = sum over c of U V
+    Func output{"winograd_output"};        // Y(cb, x, y, kb, n) = init + A^T M A
+    Func product_tiles;                    // M as the register tiles compute it
+};
+
 // Shape, geometry and the shared algorithm of the three conv pipelines.
 template <typename T>
 class Conv2dBase : public Generator<T> {
 public:
     GeneratorParam<int> N{"N", 1}, CI{"CI", 1}, CO{"CO", 1}, H{"H", 1}, W{"W", 1};
     GeneratorParam<int> K{"K", 3}, S{"S", 1}, P{"P", 0};
+    // Forward and backward-data only; backward-weights is always direct.
+    GeneratorParam<ConvAlgorithm> algorithm{"algorithm",
+                                            ConvAlgorithm::Auto,
+                                            {{"auto", ConvAlgorithm::Auto},
+                                             {"direct", ConvAlgorithm::Direct},
+                                             {"winograd", ConvAlgorithm::Winograd}}};
 
 protected:
     Var x{"x"}, y{"y"}, c{"c"}, n{"n"}, cb{"cb"}, kb{"kb"};
     Var kx{"kx"}, ky{"ky"}, ci{"ci"}, co{"co"};
+    Var tx{"tx"}, ty{"ty"}, a{"a"}, b{"b"}, row{"row"};
+
+    // Whether a stride-1 convolution with a (width, height) output runs as
+    // Winograd. Auto takes it with the manual CPU schedule where it saves at
+    // least half the multiplies (16 per 2x2 tile against 36; odd sizes waste
+    // part of their last tiles): every even size, and odd sizes from 13 up.
+    // The GPU schedules and the autoschedulers get the direct convolution.
+    bool use_winograd(int width, int height) {
+        const bool eligible = K == 3 && S == 1;
+        if (algorithm == ConvAlgorithm::Winograd) {
+            if (!eligible) {
+                std::fprintf(stderr, "conv2d: algorithm=winograd needs K=3 and S=1, got K=%d S=%d\n", int(K), int(S));
+                std::exit(1);
+            }
+            return true;
+        }
+        if (algorithm == ConvAlgorithm::Direct || !eligible || gpu() || this->using_autoscheduler()) return false;
+        const double direct = 9.0 * width * height;
+        const double winograd = 16.0 * ((width + 1) / 2) * ((height + 1) / 2);
+        return direct >= 2 * winograd;
+    }
+
+    // Y(cb, x, y, kb, n) = init + sum over (c, kx, ky) of
+    //   weight(kx, ky, c, kb*B + cb) * src(c, x + kx, y + ky, n)
+    // for a (width, height) output, by Winograd F(2x2, 3x3); src is channels
+    // last and padded (any x, y readable), weight a 3x3 kernel (kx, ky, in, out).
+    void define_winograd(Winograd &w, Func src, Func weight, Expr init, int in_channels, int out_channels, int width,
+                         int height) {
+        w.active = true;
+        w.B = channel_block(out_channels);
+        w.blocks = out_channels / w.B;
+        w.tiles_x = (width + 1) / 2;
+        w.tiles_y = (height + 1) / 2;
+        // Enough tiles per chunk (>= 32) that each block of transformed weights
+        // is reused across many tiles while it is in cache.
+        w.images = 1;
+        while (w.images * w.tiles_x * w.tiles_y < 32 || N % w.images) {
+            if (w.images >= N) break;
+            w.images++;
+        }
+        if (N % w.images) w.images = N;
+
+        // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], rows of the input patch.
+        const auto bt = [](Expr d0, Expr d1, Expr d2, Expr d3, Expr i) {
+            return mux(i, {d0 - d2, d1 + d2, d2 - d1, d1 - d3});
+        };
+        // G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]: the kernel's taps.
+        const auto g = [](Expr g0, Expr g1, Expr g2, Expr i) {
+            return mux(i, {g0, 0.5f * (g0 + g1 + g2), 0.5f * (g0 - g1 + g2), g2});
+        };
+        // A^T = [1 1 1 0; 0 1 -1 -1]: back to the 2 outputs of a tile row.
+        const auto at = [](Expr m0, Expr m1, Expr m2, Expr m3, Expr i) {
+            return select(i == 0, m0 + m1 + m2, m1 - m2 - m3);
+        };
+
+        const int B = w.B;
+        Func weight_rows{"winograd_weight_rows"};
+        Expr o = kb * B + cb;
+        weight_rows(cb, c, ky, kb, a) = g(weight(0, ky, c, o), weight(1, ky, c, o), weight(2, ky, c, o), a);
+        w.weights(cb, c, kb, a, b) = g(weight_rows(cb, c, 0, kb, a), weight_rows(cb, c, 1, kb, a),
+                                       weight_rows(cb, c, 2, kb, a), b);
+
+        const auto d = [&](int i) { return src(c, 2 * tx + i, 2 * ty + row, n); };
+        w.input_rows(c, tx, ty, n, a, row) = bt(d(0), d(1), d(2), d(3), a);
+        const auto rows = [&](int j) { return w.input_rows(c, tx, ty, n, a, j); };
+        w.input(c, tx, ty, n, a, b) = bt(rows(0), rows(1), rows(2), rows(3), b);
+
+        w.r = RDom(0, in_channels, "r_winograd");
+        w.product(cb, tx, ty, kb, n, a, b) = 0.0f;
+        w.product(cb, tx, ty, kb, n, a, b) += w.weights(cb, w.r, kb, a, b) * w.input(w.r, tx, ty, n, a, b);
+
+        const auto m = [&](int i, int j) { return w.product(cb, x / 2, y / 2, kb, n, i, j); };
+        const auto column = [&](int j) { return at(m(0, j), m(1, j), m(2, j), m(3, j), x % 2); };
+        w.output(cb, x, y, kb, n) = init + at(column(0), column(1), column(2), column(3), y % 2);
+    }
+
+    // CPU schedule of a Winograd convolution read by `out` (NCHW, channel var
+    // ch), chunk by chunk of w.images images, the chunks in parallel: the
+    // chunk's input transform, the 16 products in register tiles (a block of
+    // transformed weights stays in L1 while the tiles sweep the chunk), then
+    // the output transform and the NCHW copy.
+    void schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width) {
+        Var no{"no"}, ni{"ni"};
+        out.split(n, no, ni, w.images);
+        const Var chunk = schedule_unblock_cpu(out, ch, w.output, width, w.B, no, ni);
+        src.compute_at(out, chunk);
+        schedule_repack_cpu(src, in_channels);
+
+        w.weights.compute_root().reorder(cb, a, b, c, kb).vectorize(cb).unroll(a).unroll(b).parallel(kb);
+
+        const int lanes = channel_block(in_channels);
+        w.input.compute_at(out, chunk).reorder(c, a, b, tx, ty, n).unroll(a).unroll(b);
+        w.input_rows.compute_at(w.input, tx).reorder(c, a, row, tx, ty, n).unroll(a).unroll(row);
+        if (lanes >= 4) {
+            w.input.vectorize(c, lanes);
+            w.input_rows.vectorize(c, lanes);
+        }
+
+        const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.tiles_y);
+        Var txo{"txo"}, tyo{"tyo"}, txi{"txi"}, tyi{"tyi"}, kbo{"kbo"}, kbi{"kbi"};
+        w.product_tiles = w.product.in(w.output);
+        w.product_tiles.compute_at(out, chunk)
+            .split(tx, txo, txi, t.tx)
+            .split(ty, tyo, tyi, t.ty)
+            .split(kb, kbo, kbi, t.vo)
+            .reorder(cb, kbi, txi, tyi, txo, tyo, n, kbo, a, b)
+            .vectorize(cb)
+            .unroll(kbi)
+            .unroll(txi)
+            .unroll(tyi);
+        w.product.compute_at(w.product_tiles, txo).vectorize(cb).unroll(kb).unroll(tx).unroll(ty);
+        w.product.update()
+            .reorder(cb, kb, tx, ty, w.r, n, a, b)
+            .vectorize(cb)
+            .unroll(kb)
+            .unroll(tx)
+            .unroll(ty);
+
+        Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"};
+        w.output.compute_at(out, chunk)
+            .split(x, xo, xi, 2)
+            .split(y, yo, yi, 2)
+            .reorder(cb, xi, yi, xo, yo, kb, n)
+            .vectorize(cb)
+            .unroll(xi)
+            .unroll(yi);
+    }
+
+    // GPU schedule of a Winograd convolution (only when asked for by
+    // algorithm=winograd; Auto picks direct on GPUs): every stage one flat kernel.
+    void schedule_winograd_gpu(Winograd &w, Func src) {
+        schedule_flat_gpu(src, {c, x, y, n});
+        schedule_flat_gpu(w.weights, {cb, c, kb, a, b});
+        schedule_flat_gpu(w.input, {c, tx, ty, n, a, b});
+        schedule_flat_gpu(w.product, {cb, tx, ty, kb, n, a, b});
+        flat_gpu_loop(w.product.update(), {cb, tx, ty, kb, n, a, b});
+        schedule_flat_gpu(w.output, {cb, x, y, kb, n});
+    }
 
     int WO() const { return window_out(W, K, S, P); }
     int HO() const { return window_out(H, K, S, P); }
@@ -111,16 +282,23 @@ protected:
     // channels and stored as vectors along x, transposed in registers;
     // otherwise vectors along x with strided loads. (Scalar, this copy took
     // two thirds of the 7x7 stem.)
-    void schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B) {
-        out.parallel(n);
+    // The images loop is n, or (chunk, image) where the caller split n in
+    // chunks; returns the parallel loop, at which per-image (or per-chunk)
+    // producers are computed.
+    Var schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B) {
+        return schedule_unblock_cpu(out, ch, tiles, width, B, n, n);
+    }
+    Var schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B, Var chunk, Var image) {
+        out.parallel(chunk);
         const int vx = channel_block(width);
         if (B == 16 && vx >= 4) {
             Var xo{"xo"}, xi{"xi"}, cho{"cho"}, chi{"chi"};
-            out.split(x, xo, xi, vx).split(ch, cho, chi, B).reorder(xi, chi, xo, y, cho, n).vectorize(xi).unroll(chi);
+            out.split(x, xo, xi, vx).split(ch, cho, chi, B).reorder(xi, chi, xo, y, cho, image).vectorize(xi).unroll(chi);
             tiles.in(out).compute_at(out, xo).vectorize(cb).unroll(x);
         } else if (vx >= 4) {
             out.vectorize(x, vx);
         }
+        return chunk;
     }
 
     // CPU schedule of a channels-last repack with `channels` channels.
@@ -209,6 +387,12 @@ public:
 
     void generate() {
         B = channel_block(CO);
+        if (use_winograd(WO(), HO())) {
+            src = channels_last_padded(input, W, H, P, "input_padded");
+            define_winograd(winograd, src, weight, bias(kb * B + cb), CI, CO, WO(), HO());
+            output(x, y, co, n) = winograd.output(co % B, x, y, co / B, n);
+            return;
+        }
         src = input_source(input, stride);
         weights(cb, ci, kx, ky, kb) = weight(kx, ky, ci, kb * B + cb);
         r = RDom(0, CI, 0, K, 0, K, "r");  // (ci, kx, ky)
@@ -222,7 +406,14 @@ public:
         pin_shape(bias, {CO});
         pin_shape(output, output_shape());
         if (using_autoscheduler()) return;
-        if (gpu()) {
+        if (winograd.active) {
+            if (gpu()) {
+                schedule_flat_gpu(output, {x, y, co, n});
+                schedule_winograd_gpu(winograd, src);
+            } else {
+                schedule_winograd_cpu(winograd, output, co, src, CI, WO());
+            }
+        } else if (gpu()) {
             // Not yet timed on a GPU (none lent to this task); proven on PoCL.
             schedule_flat_gpu(output, {x, y, co, n});
             schedule_blocked_conv_gpu(acc, r, output, CO / B, WO(), src, CI, stride, K);
@@ -242,6 +433,7 @@ private:
     int B = 1, stride = 1;
     RDom r;
     Func src, weights{"weights"}, acc;
+    Winograd winograd;
 };
 
 // d_input(x) = sum over the taps k and output pixels o with o*S + k - P = x: a
@@ -259,6 +451,16 @@ public:
 
     void generate() {
         B = channel_block(CI);
+        if (use_winograd(W, H)) {
+            // With stride 1, d_input is the forward convolution of d_output
+            // padded by K-1-P with the flipped kernel, its channels transposed.
+            src = channels_last_padded(d_output, WO(), HO(), K - 1 - P, "d_output_padded");
+            Func flipped{"flipped_weight"};
+            flipped(kx, ky, co, ci) = weight(K - 1 - kx, K - 1 - ky, ci, co);
+            define_winograd(winograd, src, flipped, 0.0f, CO, CI, W, H);
+            d_input(x, y, ci, n) = winograd.output(ci % B, x, y, ci / B, n);
+            return;
+        }
         pad = K;  // any pad >= K keeps every phase's offset non-negative
         src = channels_last_padded(d_output, WO(), HO(), pad, "d_output_padded");
         std::vector<Expr> values;
@@ -294,7 +496,14 @@ public:
         pin_shape(weight, weight_shape());
         pin_shape(d_input, input_shape());
         if (using_autoscheduler()) return;
-        if (gpu()) {
+        if (winograd.active) {
+            if (gpu()) {
+                schedule_flat_gpu(d_input, {x, y, ci, n});
+                schedule_winograd_gpu(winograd, src);
+            } else {
+                schedule_winograd_cpu(winograd, d_input, ci, src, CO, W);
+            }
+        } else if (gpu()) {
             // Not yet timed on a GPU (none lent to this task); proven on PoCL.
             schedule_flat_gpu(d_input, {x, y, ci, n});
             schedule_flat_gpu(src, {c, x, y, n});
@@ -341,6 +550,7 @@ private:
     int B = 1, pad = 0;
     Func src;
     std::vector<Phase> phases;
+    Winograd winograd;
 };
 
 // d_weight(kx, ky, ci, co) = sum over (n, oy, ox) of d_output(ox, oy, co, n) *
