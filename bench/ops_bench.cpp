@@ -125,17 +125,8 @@ int main(int argc, char **argv) {
         }                                                                                              \
     }
     HLNET_CONV2D_CASES(HLNET_BENCH_CONV)
-#define HLNET_BENCH_CONV_DIRECT(forward, backward_data, N, CI, CO, H, W, K, S, P, algorithm)          \
-    {                                                                                                  \
-        const double flops = 2.0 * N * CO * H * W * double(CI) * K * K; /* stride 1, same size */    \
-        if (std::strstr(#forward, filter) || std::strstr(#backward_data, filter)) {                    \
-            auto in = random_buffer({W, H, CI, N}, 1), w = random_buffer({K, K, CI, CO}, 2);            \
-            auto b = random_buffer({CO}, 3), d_out = random_buffer({W, H, CO, N}, 4);                   \
-            Buffer<float> out(W, H, CO, N), d_in(W, H, CI, N);                                          \
-            report(#forward, flops, [&] { return forward(in, w, b, out); });                           \
-            report(#backward_data, flops, [&] { return backward_data(d_out, w, d_in); });              \
-        }                                                                                              \
-    }
+#define HLNET_BENCH_CONV_DIRECT(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P, algorithm) \
+    HLNET_BENCH_CONV(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P)
     HLNET_CONV2D_DIRECT_CASES(HLNET_BENCH_CONV_DIRECT)
 
     // Memory-bound pipelines: GB/s of the fewest bytes they must move (each

@@ -69,13 +69,32 @@ struct Winograd {
     Func product_tiles;                    // M as the register tiles compute it
 };
 
+// The transforms of F(2x2, 3x3), applied along one axis; i picks the row.
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]: the input patch.
+inline Expr winograd_bt(Expr d0, Expr d1, Expr d2, Expr d3, Expr i) {
+    return mux(i, {d0 - d2, d1 + d2, d2 - d1, d1 - d3});
+}
+// G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]: the kernel.
+inline Expr winograd_g(Expr g0, Expr g1, Expr g2, Expr i) {
+    return mux(i, {g0, 0.5f * (g0 + g1 + g2), 0.5f * (g0 - g1 + g2), g2});
+}
+// A^T = [1 1 1 0; 0 1 -1 -1]: the product back to a tile's 2 outputs.
+inline Expr winograd_at(Expr m0, Expr m1, Expr m2, Expr m3, Expr i) {
+    return select(i == 0, m0 + m1 + m2, m1 - m2 - m3);
+}
+// Their adjoints, for backward-weights: A (a tile's 2 output gradients to the
+// product's 4) and G^T (the product's 4 back to the kernel's 3 taps).
+inline Expr winograd_a(Expr y0, Expr y1, Expr i) { return mux(i, {y0, y0 + y1, y0 - y1, -y1}); }
+inline Expr winograd_gt(Expr u0, Expr u1, Expr u2, Expr u3, Expr i) {
+    return mux(i, {u0 + 0.5f * (u1 + u2), 0.5f * (u1 - u2), 0.5f * (u1 + u2) + u3});
+}
+
 // Shape, geometry and the shared algorithm of the three conv pipelines.
 template <typename T>
 class Conv2dBase : public Generator<T> {
 public:
     GeneratorParam<int> N{"N", 1}, CI{"CI", 1}, CO{"CO", 1}, H{"H", 1}, W{"W", 1};
     GeneratorParam<int> K{"K", 3}, S{"S", 1}, P{"P", 0};
-    // Forward and backward-data only; backward-weights is always direct.
     GeneratorParam<ConvAlgorithm> algorithm{"algorithm",
                                             ConvAlgorithm::Auto,
                                             {{"auto", ConvAlgorithm::Auto},
@@ -107,12 +126,8 @@ protected:
         return direct >= 2 * winograd;
     }
 
-    // Y(cb, x, y, kb, n) = init + sum over (c, kx, ky) of
-    //   weight(kx, ky, c, kb*B + cb) * src(c, x + kx, y + ky, n)
-    // for a (width, height) output, by Winograd F(2x2, 3x3); src is channels
-    // last and padded (any x, y readable), weight a 3x3 kernel (kx, ky, in, out).
-    void define_winograd(Winograd &w, Func src, Func weight, Expr init, int in_channels, int out_channels, int width,
-                         int height) {
+    // The tiling of a Winograd convolution with a (width, height) output.
+    void plan_winograd(Winograd &w, int out_channels, int width, int height) const {
         w.active = true;
         w.B = channel_block(out_channels);
         w.blocks = out_channels / w.B;
@@ -121,44 +136,39 @@ protected:
         // Enough tiles per chunk (>= 32) that each block of transformed weights
         // is reused across many tiles while it is in cache.
         w.images = 1;
-        while (w.images * w.tiles_x * w.tiles_y < 32 || N % w.images) {
-            if (w.images >= N) break;
-            w.images++;
-        }
-        if (N % w.images) w.images = N;
+        while (w.images < N && (w.images * w.tiles_x * w.tiles_y < 32 || N % w.images)) w.images++;
+    }
 
-        // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], rows of the input patch.
-        const auto bt = [](Expr d0, Expr d1, Expr d2, Expr d3, Expr i) {
-            return mux(i, {d0 - d2, d1 + d2, d2 - d1, d1 - d3});
-        };
-        // G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]: the kernel's taps.
-        const auto g = [](Expr g0, Expr g1, Expr g2, Expr i) {
-            return mux(i, {g0, 0.5f * (g0 + g1 + g2), 0.5f * (g0 - g1 + g2), g2});
-        };
-        // A^T = [1 1 1 0; 0 1 -1 -1]: back to the 2 outputs of a tile row.
-        const auto at = [](Expr m0, Expr m1, Expr m2, Expr m3, Expr i) {
-            return select(i == 0, m0 + m1 + m2, m1 - m2 - m3);
-        };
+    // V = B^T d B for the 4x4 patch d at every tile of the padded, channels-last src.
+    void define_winograd_input(Winograd &w, Func src) {
+        const auto d = [&](int i) { return src(c, 2 * tx + i, 2 * ty + row, n); };
+        w.input_rows(c, tx, ty, n, a, row) = winograd_bt(d(0), d(1), d(2), d(3), a);
+        const auto rows = [&](int j) { return w.input_rows(c, tx, ty, n, a, j); };
+        w.input(c, tx, ty, n, a, b) = winograd_bt(rows(0), rows(1), rows(2), rows(3), b);
+    }
 
+    // Y(cb, x, y, kb, n) = init + sum over (c, kx, ky) of
+    //   weight(kx, ky, c, kb*B + cb) * src(c, x + kx, y + ky, n)
+    // for a (width, height) output, by Winograd F(2x2, 3x3); src is channels
+    // last and padded (any x, y readable), weight a 3x3 kernel (kx, ky, in, out).
+    void define_winograd(Winograd &w, Func src, Func weight, Expr init, int in_channels, int out_channels, int width,
+                         int height) {
+        plan_winograd(w, out_channels, width, height);
         const int B = w.B;
         Func weight_rows{"winograd_weight_rows"};
         Expr o = kb * B + cb;
-        weight_rows(cb, c, ky, kb, a) = g(weight(0, ky, c, o), weight(1, ky, c, o), weight(2, ky, c, o), a);
-        w.weights(cb, c, kb, a, b) = g(weight_rows(cb, c, 0, kb, a), weight_rows(cb, c, 1, kb, a),
-                                       weight_rows(cb, c, 2, kb, a), b);
-
-        const auto d = [&](int i) { return src(c, 2 * tx + i, 2 * ty + row, n); };
-        w.input_rows(c, tx, ty, n, a, row) = bt(d(0), d(1), d(2), d(3), a);
-        const auto rows = [&](int j) { return w.input_rows(c, tx, ty, n, a, j); };
-        w.input(c, tx, ty, n, a, b) = bt(rows(0), rows(1), rows(2), rows(3), b);
+        weight_rows(cb, c, ky, kb, a) = winograd_g(weight(0, ky, c, o), weight(1, ky, c, o), weight(2, ky, c, o), a);
+        w.weights(cb, c, kb, a, b) = winograd_g(weight_rows(cb, c, 0, kb, a), weight_rows(cb, c, 1, kb, a),
+                                                weight_rows(cb, c, 2, kb, a), b);
+        define_winograd_input(w, src);
 
         w.r = RDom(0, in_channels, "r_winograd");
         w.product(cb, tx, ty, kb, n, a, b) = 0.0f;
         w.product(cb, tx, ty, kb, n, a, b) += w.weights(cb, w.r, kb, a, b) * w.input(w.r, tx, ty, n, a, b);
 
         const auto m = [&](int i, int j) { return w.product(cb, x / 2, y / 2, kb, n, i, j); };
-        const auto column = [&](int j) { return at(m(0, j), m(1, j), m(2, j), m(3, j), x % 2); };
-        w.output(cb, x, y, kb, n) = init + at(column(0), column(1), column(2), column(3), y % 2);
+        const auto column = [&](int j) { return winograd_at(m(0, j), m(1, j), m(2, j), m(3, j), x % 2); };
+        w.output(cb, x, y, kb, n) = init + winograd_at(column(0), column(1), column(2), column(3), y % 2);
     }
 
     // CPU schedule of a Winograd convolution read by `out` (NCHW, channel var
@@ -175,13 +185,7 @@ protected:
 
         w.weights.compute_root().reorder(cb, a, b, c, kb).vectorize(cb).unroll(a).unroll(b).parallel(kb);
 
-        const int lanes = channel_block(in_channels);
-        w.input.compute_at(out, chunk).reorder(c, a, b, tx, ty, n).unroll(a).unroll(b);
-        w.input_rows.compute_at(w.input, tx).reorder(c, a, row, tx, ty, n).unroll(a).unroll(row);
-        if (lanes >= 4) {
-            w.input.vectorize(c, lanes);
-            w.input_rows.vectorize(c, lanes);
-        }
+        schedule_winograd_input_cpu(w, LoopLevel(out, chunk), in_channels);
 
         const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.tiles_y);
         Var txo{"txo"}, tyo{"tyo"}, txi{"txi"}, tyi{"tyi"}, kbo{"kbo"}, kbi{"kbi"};
@@ -211,6 +215,18 @@ protected:
             .vectorize(cb)
             .unroll(xi)
             .unroll(yi);
+    }
+
+    // The input transform, computed at `level` (a chunk of images): all 16
+    // values of a tile from one 4x4 patch, 16 channels at a time.
+    void schedule_winograd_input_cpu(Winograd &w, LoopLevel level, int in_channels) {
+        w.input.compute_at(level).reorder(c, a, b, tx, ty, n).unroll(a).unroll(b);
+        w.input_rows.compute_at(w.input, tx).reorder(c, a, row, tx, ty, n).unroll(a).unroll(row);
+        const int lanes = channel_block(in_channels);
+        if (lanes >= 4) {
+            w.input.vectorize(c, lanes);
+            w.input_rows.vectorize(c, lanes);
+        }
     }
 
     // GPU schedule of a Winograd convolution (only when asked for by
@@ -569,17 +585,30 @@ public:
     void generate() {
         B = channel_block(CO);
         NC = chunk_images();
-        src = input_source(input, stride);
-        d_out_blocked = channel_blocked(d_output, B, "d_output_blocked");
-        rp = RDom(0, WO(), 0, HO(), 0, NC, "rp");  // (ox, oy, image in chunk)
-        Expr image = j * NC + rp.z;
-        chunk_grad(cb, ci, kx, ky, kb, j) = 0.0f;
-        chunk_grad(cb, ci, kx, ky, kb, j) += d_out_blocked(cb, rp.x, rp.y, kb, image) *
-                                             src(ci, rp.x * stride + kx, rp.y * stride + ky, image);
+        if (use_winograd(WO(), HO())) {
+            define_winograd_grad();
+        } else {
+            src = input_source(input, stride);
+            d_out_blocked = channel_blocked(d_output, B, "d_output_blocked");
+            rp = RDom(0, WO(), 0, HO(), 0, NC, "rp");  // (ox, oy, image in chunk)
+            Expr image = j * NC + rp.z;
+            chunk_grad(cb, ci, kx, ky, kb, j) = 0.0f;
+            chunk_grad(cb, ci, kx, ky, kb, j) += d_out_blocked(cb, rp.x, rp.y, kb, image) *
+                                                 src(ci, rp.x * stride + kx, rp.y * stride + ky, image);
+        }
         rj = RDom(0, N / NC, "rj");  // chunks
         grad_w(cb, ci, kx, ky, kb) = 0.0f;
         grad_w(cb, ci, kx, ky, kb) += chunk_grad(cb, ci, kx, ky, kb, rj);
-        d_weight(kx, ky, ci, co) = grad_w(co % B, ci, kx, ky, co / B);
+        if (winograd.active) {
+            // G^T grad_w G: the 4x4 product gradient back to the 3x3 kernel.
+            Func rows{"winograd_weight_grad_rows"};
+            const auto u = [&](int i) { return grad_w(cb, ci, i, b, kb); };
+            rows(cb, ci, kx, b, kb) = winograd_gt(u(0), u(1), u(2), u(3), kx);
+            const auto v = [&](int i) { return rows(co % B, ci, kx, i, co / B); };
+            d_weight(kx, ky, ci, co) = winograd_gt(v(0), v(1), v(2), v(3), ky);
+        } else {
+            d_weight(kx, ky, ci, co) = grad_w(co % B, ci, kx, ky, co / B);
+        }
 
         RDom r(0, WO(), 0, HO(), 0, N, "r");
         grad_b(co) = 0.0f;
@@ -601,6 +630,32 @@ public:
     }
 
 private:
+    // Winograd F(2x2, 3x3), the adjoint of the forward's: the gradient of the
+    // product M (cb, tile, kb, a, b) is A dY A^T for each tile's 2x2 output
+    // gradient dY, and the gradient of the transformed kernel U is the sum over
+    // tiles of dM times the forward's V = B^T d B: 16 products (output channels
+    // x tiles times tiles x input channels). chunk_grad keeps the direct
+    // version's dimensions, with (kx, ky) standing for the product's (a, b),
+    // 0..3, so that both share the chunked reduction and its schedule.
+    void define_winograd_grad() {
+        plan_winograd(winograd, CO, WO(), HO());
+        src = channels_last_padded(input, W, H, P, "input_padded");
+        define_winograd_input(winograd, src);
+        // Odd output sizes: the last tiles' missing outputs have zero gradient.
+        Func d_out_ext = BoundaryConditions::constant_exterior(d_output, 0.0f, {{0, WO()}, {0, HO()}});
+        d_out_blocked = Func("d_output_blocked");
+        d_out_blocked(cb, x, y, kb, n) = d_out_ext(x, y, kb * B + cb, n);
+        const auto dy = [&](int i) { return d_out_blocked(cb, 2 * tx + i, 2 * ty + row, kb, n); };
+        grad_rows(cb, tx, ty, kb, n, a, row) = winograd_a(dy(0), dy(1), a);
+        grad_product(cb, tx, ty, kb, n, a, b) =
+            winograd_a(grad_rows(cb, tx, ty, kb, n, a, 0), grad_rows(cb, tx, ty, kb, n, a, 1), b);
+        rp = RDom(0, winograd.tiles_x, 0, winograd.tiles_y, 0, NC, "rp");  // (tx, ty, image in chunk)
+        Expr image = j * NC + rp.z;
+        chunk_grad(cb, ci, kx, ky, kb, j) = 0.0f;
+        chunk_grad(cb, ci, kx, ky, kb, j) += grad_product(cb, rp.x, rp.y, kb, image, kx, ky) *
+                                             winograd.input(ci, rp.x, rp.y, image, kx, ky);
+    }
+
     // Images per chunk: enough pixels per chunk (>= 512) that adding a tile's
     // registers into the partial sums is rare, since the partial sums
     // (CI*CO*K*K floats) do not fit in cache. Measured on the 2-core AVX-512
@@ -651,16 +706,23 @@ private:
         schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
         schedule_flat_gpu(src, {c, x, y, n});
         schedule_flat_gpu(d_out_blocked, {cb, x, y, kb, n});
+        if (winograd.active) {
+            schedule_flat_gpu(winograd.input, {c, tx, ty, n, a, b});
+            schedule_flat_gpu(grad_product, {cb, tx, ty, kb, n, a, b});
+        }
     }
 
     void schedule_cpu() {
-        // Register tile: vo channel vectors x tc input channels x the K taps of a row.
-        const int blocks = CO / B;
+        // Register tile: vo channel vectors x tc input channels x the K taps of
+        // a row, which share each d_output vector. Winograd's 16 products share
+        // no operand: a tile is vo x tc of one of them.
+        const bool taps_in_tile = !winograd.active;
+        const int blocks = CO / B, taps = taps_in_tile ? int(K) : 1;
         int vo = 1, tc = 1;
         for (int v = 1; v <= std::min(blocks, 4); v++) {
             if (blocks % v) continue;
             for (int t = 1; t <= CI; t++) {
-                if (CI % t || v * t * K > 24) continue;
+                if (CI % t || v * t * taps > 24) continue;
                 if (v * t > vo * tc || (v * t == vo * tc && v > vo)) vo = v, tc = t;
             }
         }
@@ -681,24 +743,35 @@ private:
             .split(ci, cio, cii, tc)
             .split(cio, cig, cio, group)
             .split(kb, kbo, kbi, vo)
-            .reorder(cb, kbi, cii, kx, ky, cio, kbo, cig, rj_inner, half)
             .vectorize(cb)
             .unroll(kbi)
             .unroll(cii)
-            .unroll(kx)
             .parallel(half);
         // The tile's accumulators, over one chunk: small enough for registers.
-        chunk_grad.compute_at(partial, ky).vectorize(cb).unroll(kb).unroll(ci).unroll(kx);
-        chunk_grad.update()
-            .reorder(cb, kb, ci, kx, rp.x, rp.y, rp.z, ky, j)
-            .vectorize(cb)
-            .unroll(kb)
-            .unroll(ci)
-            .unroll(kx);
+        chunk_grad.vectorize(cb).unroll(kb).unroll(ci);
+        chunk_grad.update().vectorize(cb).unroll(kb).unroll(ci);
+        if (taps_in_tile) {
+            partial.update().reorder(cb, kbi, cii, kx, ky, cio, kbo, cig, rj_inner, half).unroll(kx);
+            chunk_grad.compute_at(partial, ky).unroll(kx);
+            chunk_grad.update().reorder(cb, kb, ci, kx, rp.x, rp.y, rp.z, ky, j).unroll(kx);
+        } else {
+            // One product at a time: its slices of both operands stay in L1/L2.
+            partial.update().reorder(cb, kbi, cii, cio, kbo, cig, kx, ky, rj_inner, half);
+            chunk_grad.compute_at(partial, cio);
+            chunk_grad.update().reorder(cb, kb, ci, rp.x, rp.y, rp.z, kx, ky, j);
+        }
         // One chunk of each operand at a time, where its tiles are made.
         src.compute_at(partial, rj_inner);
         schedule_repack_cpu(src, CI);
         d_out_blocked.compute_at(partial, rj_inner).vectorize(cb);
+        if (winograd.active) {
+            schedule_winograd_input_cpu(winograd, LoopLevel(partial, rj_inner), CI);
+            grad_product.compute_at(partial, rj_inner)
+                .reorder(cb, a, b, tx, ty, kb, n)
+                .vectorize(cb)
+                .unroll(a)
+                .unroll(b);
+        }
         grad_w.compute_root().vectorize(cb).parallel(kb);
         grad_w.update().vectorize(cb).parallel(kb);
         d_weight.parallel(co);
@@ -707,6 +780,8 @@ private:
     Var j{"j"};  // chunk of NC images
     int B = 1, NC = 1, stride = 1;
     RDom rp, rj;
+    Winograd winograd;
+    Func grad_rows{"winograd_grad_rows"}, grad_product{"winograd_grad_product"};
     Func src, d_out_blocked, chunk_grad{"chunk_grad"}, grad_w{"grad_w"}, grad_b{"grad_b"};
 };
 
