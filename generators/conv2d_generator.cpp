@@ -49,16 +49,70 @@ inline RegisterTile choose_tile(int blocks, int width, int height, int max_acc =
 // it is eligible and the manual CPU schedule is in use, direct otherwise.
 enum class ConvAlgorithm { Auto, Direct, Winograd };
 
-// The Winograd F(2x2, 3x3) convolution (Lavin & Gray, 2016) of a stride-1 3x3
-// kernel: each 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A for the tile's
-// 4x4 input patch d, so the channel sums take 16 multiplies per tile where the
-// direct convolution takes 36. The 16 channel sums are 16 matrix products
-// (output channels x input channels times input channels x tiles), computed
-// like the direct convolution's register tiles.
+// The three matrices of Winograd F(m, 3) (Lavin & Gray, 2016): an m-output
+// tile of a 3-tap correlation is AT [(G g) . (BT d)] over an (m+2)-wide input
+// patch d, and in 2-D AT [(G g G^T) . (BT d B)] A. F(2, 3) is Lavin's; F(3, 3)
+// was derived by Toom-Cook at the points 0, 1, -1, 2 and infinity and checked
+// exactly in rational arithmetic. Measured float32 error of one tile summed over
+// 256 channels, against double (normwise, median of 20): F(2, 3) 4e-7, F(3, 3)
+// 1.4e-6 (F(4, 3) would be 2.8e-6, up to 1.2e-5: not used).
+struct WinogradMatrices {
+    int m;                                  // outputs per tile and axis
+    std::vector<std::vector<double>> bt;    // (m+2) x (m+2)
+    std::vector<std::vector<double>> g;     // (m+2) x 3
+    std::vector<std::vector<double>> at;    // m x (m+2)
+    int alpha() const { return m + 2; }
+};
+
+inline const WinogradMatrices &winograd_matrices(int m) {
+    static const WinogradMatrices f2{2,
+                                     {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}},
+                                     {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}},
+                                     {{1, 1, 1, 0}, {0, 1, -1, -1}}};
+    static const WinogradMatrices f3{
+        3,
+        {{2, -1, -2, 1, 0}, {0, -2, -1, 1, 0}, {0, 2, -3, 1, 0}, {0, -1, 0, 1, 0}, {0, 2, -1, -2, 1}},
+        {{0.5, 0, 0}, {-0.5, -0.5, -0.5}, {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 6, 1.0 / 3, 2.0 / 3}, {0, 0, 1}},
+        {{1, 1, 1, 1, 0}, {0, 1, -1, 2, 0}, {0, 1, 1, 4, 1}}};
+    return m == 3 ? f3 : f2;
+}
+
+// Row `i` of matrix t applied to the values v: mux(i, {t[0] . v, t[1] . v, ...}),
+// each product written without its zero terms and unit factors. With i a
+// constant (an unrolled loop), only that row is left.
+inline Expr winograd_apply(const std::vector<std::vector<double>> &t, Expr i, const std::vector<Expr> &v) {
+    std::vector<Expr> rows;
+    for (const auto &coefficients : t) {
+        Expr sum;
+        for (size_t k = 0; k < v.size(); k++) {
+            const double c = coefficients[k];
+            if (c == 0) continue;
+            Expr term = c == 1 || c == -1 ? v[k] : float(std::fabs(c)) * v[k];
+            sum = !sum.defined() ? (c < 0 ? -term : term) : (c < 0 ? sum - term : sum + term);
+        }
+        rows.push_back(sum.defined() ? sum : Expr(0.0f));
+    }
+    return rows.size() == 1 ? rows[0] : mux(i, rows);
+}
+
+inline std::vector<std::vector<double>> transposed(const std::vector<std::vector<double>> &t) {
+    std::vector<std::vector<double>> r(t[0].size(), std::vector<double>(t.size()));
+    for (size_t i = 0; i < t.size(); i++)
+        for (size_t j = 0; j < t[i].size(); j++) r[j][i] = t[i][j];
+    return r;
+}
+
+// A Winograd convolution F(m x m, 3 x 3) of a stride-1 3x3 kernel: each m x m
+// output tile takes (m+2)^2 multiplies per channel pair where the direct
+// convolution takes 9 m^2 (F(2x2): 16 against 36; F(3x3): 25 against 81). The
+// channel sums are (m+2)^2 matrix products (output channels x input channels
+// times input channels x tiles), computed in register tiles like the direct
+// convolution's.
 struct Winograd {
     bool active = false;
+    int m = 2, alpha = 4;           // outputs per tile and axis; input patch width m+2
     int B = 1, blocks = 1;          // output channel block, and how many
-    int tiles_x = 0, tiles_y = 0;   // 2x2 tiles over the output
+    int tiles_x = 0, tiles_y = 0;   // m x m tiles over the output
     int images = 1;                 // images per chunk (the CPU schedule's task)
     RDom r;                         // input channels
     Func weights{"winograd_weights"};      // U(cb, c, kb, a, b) = G g G^T, channel-blocked
@@ -67,26 +121,16 @@ struct Winograd {
     Func product{"winograd_product"};      // M(cb, tx, ty, kb, n, a, b) = sum over c of U V
     Func output{"winograd_output"};        // Y(cb, x, y, kb, n) = init + A^T M A
     Func product_tiles;                    // M as the register tiles compute it
+    const WinogradMatrices &matrices() const { return winograd_matrices(m); }
 };
 
-// The transforms of F(2x2, 3x3), applied along one axis; i picks the row.
-// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]: the input patch.
-inline Expr winograd_bt(Expr d0, Expr d1, Expr d2, Expr d3, Expr i) {
-    return mux(i, {d0 - d2, d1 + d2, d2 - d1, d1 - d3});
+// Multiplies per channel pair of F(m x m, 3 x 3) over a (width, height) output.
+inline double winograd_multiplies(int m, int width, int height) {
+    return double((m + 2) * (m + 2)) * ((width + m - 1) / m) * ((height + m - 1) / m);
 }
-// G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]: the kernel.
-inline Expr winograd_g(Expr g0, Expr g1, Expr g2, Expr i) {
-    return mux(i, {g0, 0.5f * (g0 + g1 + g2), 0.5f * (g0 - g1 + g2), g2});
-}
-// A^T = [1 1 1 0; 0 1 -1 -1]: the product back to a tile's 2 outputs.
-inline Expr winograd_at(Expr m0, Expr m1, Expr m2, Expr m3, Expr i) {
-    return select(i == 0, m0 + m1 + m2, m1 - m2 - m3);
-}
-// Their adjoints, for backward-weights: A (a tile's 2 output gradients to the
-// product's 4) and G^T (the product's 4 back to the kernel's 3 taps).
-inline Expr winograd_a(Expr y0, Expr y1, Expr i) { return mux(i, {y0, y0 + y1, y0 - y1, -y1}); }
-inline Expr winograd_gt(Expr u0, Expr u1, Expr u2, Expr u3, Expr i) {
-    return mux(i, {u0 + 0.5f * (u1 + u2), 0.5f * (u1 - u2), 0.5f * (u1 + u2) + u3});
+// The tile size with the fewest multiplies (the smaller on a tie).
+inline int winograd_tile(int width, int height) {
+    return winograd_multiplies(3, width, height) < winograd_multiplies(2, width, height) ? 3 : 2;
 }
 
 // Shape, geometry and the shared algorithm of the three conv pipelines.
@@ -108,8 +152,8 @@ protected:
 
     // Whether a stride-1 convolution with a (width, height) output runs as
     // Winograd. Auto takes it with the manual CPU schedule where it saves at
-    // least half the multiplies (16 per 2x2 tile against 36; odd sizes waste
-    // part of their last tiles): every even size, and odd sizes from 13 up.
+    // least half the multiplies (ragged last tiles count in full): every
+    // resnet18 3x3 stride-1 layer at 96x96 (3x3 to 24x24, F(3x3), 3.2x fewer).
     // The GPU schedules and the autoschedulers get the direct convolution.
     bool use_winograd(int width, int height) {
         const bool eligible = K == 3 && S == 1;
@@ -122,53 +166,62 @@ protected:
         }
         if (algorithm == ConvAlgorithm::Direct || !eligible || gpu() || this->using_autoscheduler()) return false;
         const double direct = 9.0 * width * height;
-        const double winograd = 16.0 * ((width + 1) / 2) * ((height + 1) / 2);
-        return direct >= 2 * winograd;
+        return direct >= 2 * winograd_multiplies(winograd_tile(width, height), width, height);
     }
 
     // The tiling of a Winograd convolution with a (width, height) output.
-    void plan_winograd(Winograd &w, int out_channels, int width, int height) const {
+    void plan_winograd(Winograd &w, int in_channels, int out_channels, int width, int height) const {
         w.active = true;
+        w.m = winograd_tile(width, height);
+        w.alpha = w.m + 2;
         w.B = channel_block(out_channels);
         w.blocks = out_channels / w.B;
-        w.tiles_x = (width + 1) / 2;
-        w.tiles_y = (height + 1) / 2;
-        // Enough tiles per chunk (>= 32) that each block of transformed weights
-        // is reused across many tiles while it is in cache.
+        w.tiles_x = (width + w.m - 1) / w.m;
+        w.tiles_y = (height + w.m - 1) / w.m;
+        // Enough tiles per chunk that the transformed weights, read once per
+        // chunk, cost little: 32 while they fit in L2, 128 beyond (each
+        // 64-byte line of them then feeds 128 vector FMAs).
+        const double weight_bytes = 4.0 * in_channels * out_channels * w.alpha * w.alpha;
+        const int min_tiles = weight_bytes <= 1024 * 1024 ? 32 : 128;
         w.images = 1;
-        while (w.images < N && (w.images * w.tiles_x * w.tiles_y < 32 || N % w.images)) w.images++;
+        while (w.images < N && (w.images * w.tiles_x * w.tiles_y < min_tiles || N % w.images)) w.images++;
     }
 
-    // V = B^T d B for the 4x4 patch d at every tile of the padded, channels-last src.
+    // V = B^T d B for the patch d at every tile of the padded, channels-last src.
     void define_winograd_input(Winograd &w, Func src) {
-        const auto d = [&](int i) { return src(c, 2 * tx + i, 2 * ty + row, n); };
-        w.input_rows(c, tx, ty, n, a, row) = winograd_bt(d(0), d(1), d(2), d(3), a);
-        const auto rows = [&](int j) { return w.input_rows(c, tx, ty, n, a, j); };
-        w.input(c, tx, ty, n, a, b) = winograd_bt(rows(0), rows(1), rows(2), rows(3), b);
+        std::vector<Expr> patch_row, rows;
+        for (int i = 0; i < w.alpha; i++) patch_row.push_back(src(c, w.m * tx + i, w.m * ty + row, n));
+        w.input_rows(c, tx, ty, n, a, row) = winograd_apply(w.matrices().bt, a, patch_row);
+        for (int i = 0; i < w.alpha; i++) rows.push_back(w.input_rows(c, tx, ty, n, a, i));
+        w.input(c, tx, ty, n, a, b) = winograd_apply(w.matrices().bt, b, rows);
     }
 
     // Y(cb, x, y, kb, n) = init + sum over (c, kx, ky) of
     //   weight(kx, ky, c, kb*B + cb) * src(c, x + kx, y + ky, n)
-    // for a (width, height) output, by Winograd F(2x2, 3x3); src is channels
+    // for a (width, height) output, by Winograd F(m x m, 3 x 3); src is channels
     // last and padded (any x, y readable), weight a 3x3 kernel (kx, ky, in, out).
     void define_winograd(Winograd &w, Func src, Func weight, Expr init, int in_channels, int out_channels, int width,
                          int height) {
-        plan_winograd(w, out_channels, width, height);
-        const int B = w.B;
+        plan_winograd(w, in_channels, out_channels, width, height);
+        const WinogradMatrices &t = w.matrices();
         Func weight_rows{"winograd_weight_rows"};
-        Expr o = kb * B + cb;
-        weight_rows(cb, c, ky, kb, a) = winograd_g(weight(0, ky, c, o), weight(1, ky, c, o), weight(2, ky, c, o), a);
-        w.weights(cb, c, kb, a, b) = winograd_g(weight_rows(cb, c, 0, kb, a), weight_rows(cb, c, 1, kb, a),
-                                                weight_rows(cb, c, 2, kb, a), b);
+        Expr o = kb * w.B + cb;
+        weight_rows(cb, c, ky, kb, a) = winograd_apply(t.g, a, {weight(0, ky, c, o), weight(1, ky, c, o), weight(2, ky, c, o)});
+        w.weights(cb, c, kb, a, b) = winograd_apply(
+            t.g, b, {weight_rows(cb, c, 0, kb, a), weight_rows(cb, c, 1, kb, a), weight_rows(cb, c, 2, kb, a)});
         define_winograd_input(w, src);
 
         w.r = RDom(0, in_channels, "r_winograd");
         w.product(cb, tx, ty, kb, n, a, b) = 0.0f;
         w.product(cb, tx, ty, kb, n, a, b) += w.weights(cb, w.r, kb, a, b) * w.input(w.r, tx, ty, n, a, b);
 
-        const auto m = [&](int i, int j) { return w.product(cb, x / 2, y / 2, kb, n, i, j); };
-        const auto column = [&](int j) { return winograd_at(m(0, j), m(1, j), m(2, j), m(3, j), x % 2); };
-        w.output(cb, x, y, kb, n) = init + winograd_at(column(0), column(1), column(2), column(3), y % 2);
+        std::vector<Expr> columns;
+        for (int j = 0; j < w.alpha; j++) {
+            std::vector<Expr> column;
+            for (int i = 0; i < w.alpha; i++) column.push_back(w.product(cb, x / w.m, y / w.m, kb, n, i, j));
+            columns.push_back(winograd_apply(t.at, x % w.m, column));
+        }
+        w.output(cb, x, y, kb, n) = init + winograd_apply(t.at, y % w.m, columns);
     }
 
     // CPU schedule of a Winograd convolution read by `out` (NCHW, channel var
@@ -187,38 +240,48 @@ protected:
 
         schedule_winograd_input_cpu(w, LoopLevel(out, chunk), in_channels);
 
-        const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.tiles_y);
-        Var txo{"txo"}, tyo{"tyo"}, txi{"txi"}, tyi{"tyi"}, kbo{"kbo"}, kbi{"kbi"};
+        // Register tile over tiles (tx, ty), or over images where an image has
+        // only a few tiles (the 3x3 layers: one).
         w.product_tiles = w.product.in(w.output);
-        w.product_tiles.compute_at(out, chunk)
-            .split(tx, txo, txi, t.tx)
-            .split(ty, tyo, tyi, t.ty)
-            .split(kb, kbo, kbi, t.vo)
-            .reorder(cb, kbi, txi, tyi, txo, tyo, n, kbo, a, b)
-            .vectorize(cb)
-            .unroll(kbi)
-            .unroll(txi)
-            .unroll(tyi);
-        w.product.compute_at(w.product_tiles, txo).vectorize(cb).unroll(kb).unroll(tx).unroll(ty);
-        w.product.update()
-            .reorder(cb, kb, tx, ty, w.r, n, a, b)
-            .vectorize(cb)
-            .unroll(kb)
-            .unroll(tx)
-            .unroll(ty);
+        Var txo{"txo"}, tyo{"tyo"}, txi{"txi"}, tyi{"tyi"}, kbo{"kbo"}, kbi{"kbi"};
+        if (w.tiles_x * w.tiles_y >= 4) {
+            const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.tiles_y);
+            w.product_tiles.compute_at(out, chunk)
+                .split(tx, txo, txi, t.tx)
+                .split(ty, tyo, tyi, t.ty)
+                .split(kb, kbo, kbi, t.vo)
+                .reorder(cb, kbi, txi, tyi, txo, tyo, n, kbo, a, b)
+                .unroll(txi)
+                .unroll(tyi);
+            w.product.compute_at(w.product_tiles, txo).unroll(tx).unroll(ty);
+            w.product.update().reorder(cb, kb, tx, ty, w.r, n, a, b).unroll(tx).unroll(ty);
+        } else {
+            const RegisterTile t = choose_tile(w.blocks, w.images, 1);
+            Var no_{"no"}, ni_{"ni"};
+            w.product_tiles.compute_at(out, chunk)
+                .split(n, no_, ni_, t.tx)
+                .split(kb, kbo, kbi, t.vo)
+                .reorder(cb, kbi, ni_, tx, ty, no_, kbo, a, b)
+                .unroll(ni_);
+            w.product.compute_at(w.product_tiles, no_).unroll(n);
+            w.product.update().reorder(cb, kb, n, w.r, tx, ty, a, b).unroll(n);
+        }
+        w.product_tiles.vectorize(cb).unroll(kbi);
+        w.product.vectorize(cb).unroll(kb);
+        w.product.update().vectorize(cb).unroll(kb);
 
         Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"};
         w.output.compute_at(out, chunk)
-            .split(x, xo, xi, 2)
-            .split(y, yo, yi, 2)
+            .split(x, xo, xi, w.m)
+            .split(y, yo, yi, w.m)
             .reorder(cb, xi, yi, xo, yo, kb, n)
             .vectorize(cb)
             .unroll(xi)
             .unroll(yi);
     }
 
-    // The input transform, computed at `level` (a chunk of images): all 16
-    // values of a tile from one 4x4 patch, 16 channels at a time.
+    // The input transform, computed at `level` (a chunk of images): all of a
+    // tile's values from one patch, 16 channels at a time.
     void schedule_winograd_input_cpu(Winograd &w, LoopLevel level, int in_channels) {
         w.input.compute_at(level).reorder(c, a, b, tx, ty, n).unroll(a).unroll(b);
         w.input_rows.compute_at(w.input, tx).reorder(c, a, row, tx, ty, n).unroll(a).unroll(row);
@@ -584,10 +647,12 @@ public:
 
     void generate() {
         B = channel_block(CO);
-        NC = chunk_images();
         if (use_winograd(WO(), HO())) {
+            plan_winograd(winograd, CI, CO, WO(), HO());
+            NC = chunk_images(winograd.tiles_x * winograd.tiles_y, 128);
             define_winograd_grad();
         } else {
+            NC = chunk_images(WO() * HO(), 512);
             src = input_source(input, stride);
             d_out_blocked = channel_blocked(d_output, B, "d_output_blocked");
             rp = RDom(0, WO(), 0, HO(), 0, NC, "rp");  // (ox, oy, image in chunk)
@@ -601,11 +666,13 @@ public:
         grad_w(cb, ci, kx, ky, kb) += chunk_grad(cb, ci, kx, ky, kb, rj);
         if (winograd.active) {
             // G^T grad_w G: the 4x4 product gradient back to the 3x3 kernel.
+            const auto gt = transposed(winograd.matrices().g);
             Func rows{"winograd_weight_grad_rows"};
-            const auto u = [&](int i) { return grad_w(cb, ci, i, b, kb); };
-            rows(cb, ci, kx, b, kb) = winograd_gt(u(0), u(1), u(2), u(3), kx);
-            const auto v = [&](int i) { return rows(co % B, ci, kx, i, co / B); };
-            d_weight(kx, ky, ci, co) = winograd_gt(v(0), v(1), v(2), v(3), ky);
+            std::vector<Expr> u, v;
+            for (int i = 0; i < winograd.alpha; i++) u.push_back(grad_w(cb, ci, i, b, kb));
+            rows(cb, ci, kx, b, kb) = winograd_apply(gt, kx, u);
+            for (int i = 0; i < winograd.alpha; i++) v.push_back(rows(co % B, ci, kx, i, co / B));
+            d_weight(kx, ky, ci, co) = winograd_apply(gt, ky, v);
         } else {
             d_weight(kx, ky, ci, co) = grad_w(co % B, ci, kx, ky, co / B);
         }
@@ -630,25 +697,27 @@ public:
     }
 
 private:
-    // Winograd F(2x2, 3x3), the adjoint of the forward's: the gradient of the
-    // product M (cb, tile, kb, a, b) is A dY A^T for each tile's 2x2 output
+    // Winograd, the adjoint of the forward's: the gradient of the
+    // product M (cb, tile, kb, a, b) is A dY A^T for each tile's m x m output
     // gradient dY, and the gradient of the transformed kernel U is the sum over
     // tiles of dM times the forward's V = B^T d B: 16 products (output channels
     // x tiles times tiles x input channels). chunk_grad keeps the direct
     // version's dimensions, with (kx, ky) standing for the product's (a, b),
     // 0..3, so that both share the chunked reduction and its schedule.
     void define_winograd_grad() {
-        plan_winograd(winograd, CO, WO(), HO());
         src = channels_last_padded(input, W, H, P, "input_padded");
         define_winograd_input(winograd, src);
         // Odd output sizes: the last tiles' missing outputs have zero gradient.
         Func d_out_ext = BoundaryConditions::constant_exterior(d_output, 0.0f, {{0, WO()}, {0, HO()}});
         d_out_blocked = Func("d_output_blocked");
         d_out_blocked(cb, x, y, kb, n) = d_out_ext(x, y, kb * B + cb, n);
-        const auto dy = [&](int i) { return d_out_blocked(cb, 2 * tx + i, 2 * ty + row, kb, n); };
-        grad_rows(cb, tx, ty, kb, n, a, row) = winograd_a(dy(0), dy(1), a);
-        grad_product(cb, tx, ty, kb, n, a, b) =
-            winograd_a(grad_rows(cb, tx, ty, kb, n, a, 0), grad_rows(cb, tx, ty, kb, n, a, 1), b);
+        const auto at_adjoint = transposed(winograd.matrices().at);
+        const int m = winograd.m;
+        std::vector<Expr> dy, rows;
+        for (int i = 0; i < m; i++) dy.push_back(d_out_blocked(cb, m * tx + i, m * ty + row, kb, n));
+        grad_rows(cb, tx, ty, kb, n, a, row) = winograd_apply(at_adjoint, a, dy);
+        for (int i = 0; i < m; i++) rows.push_back(grad_rows(cb, tx, ty, kb, n, a, i));
+        grad_product(cb, tx, ty, kb, n, a, b) = winograd_apply(at_adjoint, b, rows);
         rp = RDom(0, winograd.tiles_x, 0, winograd.tiles_y, 0, NC, "rp");  // (tx, ty, image in chunk)
         Expr image = j * NC + rp.z;
         chunk_grad(cb, ci, kx, ky, kb, j) = 0.0f;
@@ -656,17 +725,18 @@ private:
                                              winograd.input(ci, rp.x, rp.y, image, kx, ky);
     }
 
-    // Images per chunk: enough pixels per chunk (>= 512) that adding a tile's
-    // registers into the partial sums is rare, since the partial sums
-    // (CI*CO*K*K floats) do not fit in cache. Measured on the 2-core AVX-512
-    // machine: 512-channel 3x3 went from 49% to 65% of peak (per CPU-second)
-    // with such chunks instead of L2-sized ones. A chunk's tiles sweep the
-    // channel blocks outermost, so each block's slice of d_output stays in L2.
-    int chunk_images() const {
+    // Images per chunk: enough positions (pixels, or Winograd tiles) per chunk
+    // that adding a register tile into the partial sums is rare, since the
+    // partial sums (CI*CO*K*K floats, or CI*CO*(m+2)^2) do not fit in cache.
+    // Measured on the 2-core AVX-512 machine: 512-channel 3x3 went from 49% to
+    // 65% of peak (per CPU-second) with chunks of >= 512 pixels instead of
+    // L2-sized ones. A chunk's tiles sweep the channel blocks outermost, so
+    // each block's slice of d_output stays in L2.
+    int chunk_images(int per_image, int wanted) const {
         const int halves = N % 2 == 0 ? 2 : 1;
         const int per_half = N / halves;
         for (int d = 1; d <= per_half; d++) {
-            if (per_half % d == 0 && d * WO() * HO() >= 512) return d;
+            if (per_half % d == 0 && d * per_image >= wanted) return d;
         }
         return per_half;
     }
