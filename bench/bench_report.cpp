@@ -76,7 +76,8 @@ void print_table(const Report &r) {
                     "CPU-second.\n", r.peak_gflops, r.threads, r.peak_gflops_per_core);
     std::printf("ms: median of %d calls (3 for the slow ones), %s. Every variant is first checked against manual:\n"
                 "float outputs within %.0e x max(max|manual|, 1), integer outputs exact (else 'wrong' or 'error', see below).\n"
-                "GFLOP/s, %%peak and GB/s are the best variant's; GB/s counts every argument once.\n\n",
+                "GFLOP/s, %%peak and GB/s are the best variant's; GB/s counts every argument once. Convolutions count\n"
+                "the direct algorithm's FLOPs: the Winograd ones (3x3 stride 1 on the CPU) do fewer and read above 100%%.\n\n",
                 r.reps, r.flushed ? "caches flushed before each" : "back to back", r.tolerance);
     if (!r.baseline_note.empty()) std::printf("%s\n\n", r.baseline_note.c_str());
 

@@ -650,6 +650,10 @@ public:
         if (use_winograd(WO(), HO())) {
             plan_winograd(winograd, CI, CO, WO(), HO());
             NC = chunk_images(winograd.tiles_x * winograd.tiles_y, 128);
+            // Half the batch or more per chunk (the small-image layers): one
+            // chunk, the products split between the cores (schedule_single_chunk_cpu).
+            single_chunk = 2 * NC >= N;
+            if (single_chunk) NC = N;
             define_winograd_grad();
         } else {
             NC = chunk_images(WO() * HO(), 512);
@@ -661,18 +665,23 @@ public:
             chunk_grad(cb, ci, kx, ky, kb, j) += d_out_blocked(cb, rp.x, rp.y, kb, image) *
                                                  src(ci, rp.x * stride + kx, rp.y * stride + ky, image);
         }
-        rj = RDom(0, N / NC, "rj");  // chunks
-        grad_w(cb, ci, kx, ky, kb) = 0.0f;
-        grad_w(cb, ci, kx, ky, kb) += chunk_grad(cb, ci, kx, ky, kb, rj);
+        if (single_chunk) {
+            grad_w(cb, ci, kx, ky, kb) = chunk_grad(cb, ci, kx, ky, kb, 0);
+        } else {
+            rj = RDom(0, N / NC, "rj");  // chunks
+            grad_w(cb, ci, kx, ky, kb) = 0.0f;
+            grad_w(cb, ci, kx, ky, kb) += chunk_grad(cb, ci, kx, ky, kb, rj);
+        }
         if (winograd.active) {
             // G^T grad_w G: the 4x4 product gradient back to the 3x3 kernel.
+            // Still channel-blocked, so that the CPU schedule vectorises it.
             const auto gt = transposed(winograd.matrices().g);
-            Func rows{"winograd_weight_grad_rows"};
             std::vector<Expr> u, v;
             for (int i = 0; i < winograd.alpha; i++) u.push_back(grad_w(cb, ci, i, b, kb));
-            rows(cb, ci, kx, b, kb) = winograd_apply(gt, kx, u);
-            for (int i = 0; i < winograd.alpha; i++) v.push_back(rows(co % B, ci, kx, i, co / B));
-            d_weight(kx, ky, ci, co) = winograd_apply(gt, ky, v);
+            grad_kernel_rows(cb, ci, kx, b, kb) = winograd_apply(gt, kx, u);
+            for (int i = 0; i < winograd.alpha; i++) v.push_back(grad_kernel_rows(cb, ci, kx, i, kb));
+            grad_kernel(cb, ci, kx, ky, kb) = winograd_apply(gt, ky, v);
+            d_weight(kx, ky, ci, co) = grad_kernel(co % B, ci, kx, ky, co / B);
         } else {
             d_weight(kx, ky, ci, co) = grad_w(co % B, ci, kx, ky, co / B);
         }
@@ -770,7 +779,7 @@ private:
         chunk_grad.compute_at(tiles, cb).unroll(kx).unroll(ci);  // one thread's registers
         chunk_grad.update().reorder(kx, ci, rp.x, rp.y, rp.z, cb, ky, kb, j).unroll(kx).unroll(ci);
         schedule_flat_gpu(grad_w, {cb, ci, kx, ky, kb});
-        flat_gpu_loop(grad_w.update(), {cb, ci, kx, ky, kb});
+        if (!single_chunk) flat_gpu_loop(grad_w.update(), {cb, ci, kx, ky, kb});
         schedule_flat_gpu(d_weight, {kx, ky, ci, co});
         schedule_flat_gpu(d_bias, {co});
         schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
@@ -796,8 +805,9 @@ private:
                 if (v * t > vo * tc || (v * t == vo * tc && v > vo)) vo = v, tc = t;
             }
         }
-        // Chunks in two halves, one per core, each with its own partial sums.
         const int chunks = N / NC;
+        if (single_chunk) return schedule_single_chunk_cpu(vo, tc);
+        // Chunks in two halves, one per core, each with its own partial sums.
         const int halves = chunks % 2 == 0 ? 2 : 1;
         RVar rj_outer{"rj_outer"}, rj_inner{"rj_inner"};
         Var half{"half"}, cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, cig{"cig"};
@@ -844,14 +854,57 @@ private:
         }
         grad_w.compute_root().vectorize(cb).parallel(kb);
         grad_w.update().vectorize(cb).parallel(kb);
+        schedule_weight_gradient_cpu();
+    }
+    // d_weight from grad_w; with Winograd, through G^T . G on 16-channel vectors.
+    void schedule_weight_gradient_cpu() {
         d_weight.parallel(co);
+        if (winograd.active) {
+            grad_kernel.compute_root().vectorize(cb).unroll(kx).unroll(ky).parallel(kb);
+            grad_kernel_rows.compute_at(grad_kernel, ci).vectorize(cb).unroll(kx).unroll(b);
+        }
         schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
     }
+
+    // Winograd with the whole batch as one chunk: the products are divided
+    // between the cores, and each register tile is stored straight into
+    // grad_w. Partial sums per core would be CI*CO*(m+2)^2 floats each (26 MB
+    // at 512 channels), zeroed, re-read and added: memory traffic that
+    // outweighed the products.
+    void schedule_single_chunk_cpu(int vo, int tc) {
+        Var cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, product{"product"};
+        grad_w.compute_root()
+            .split(ci, cio, cii, tc)
+            .split(kb, kbo, kbi, vo)
+            .reorder(cb, kbi, cii, cio, kbo, kx, ky)
+            .fuse(kx, ky, product)
+            .vectorize(cb)
+            .unroll(kbi)
+            .unroll(cii)
+            .parallel(product);
+        chunk_grad.compute_at(grad_w, cio).vectorize(cb).unroll(kb).unroll(ci);
+        chunk_grad.update()
+            .reorder(cb, kb, ci, rp.x, rp.y, rp.z, kx, ky, j)
+            .vectorize(cb)
+            .unroll(kb)
+            .unroll(ci);
+        // The transforms for the whole batch, image by image in parallel.
+        schedule_winograd_input_cpu(winograd, LoopLevel::root(), CI);
+        winograd.input.parallel(n);
+        src.compute_at(winograd.input, n);
+        schedule_repack_cpu(src, CI);
+        grad_product.compute_root().reorder(cb, a, b, tx, ty, kb, n).vectorize(cb).unroll(a).unroll(b).parallel(n);
+        d_out_blocked.compute_at(grad_product, n).vectorize(cb);
+        schedule_weight_gradient_cpu();
+    }
+
     Var j{"j"};  // chunk of NC images
     int B = 1, NC = 1, stride = 1;
+    bool single_chunk = false;  // Winograd only: see schedule_single_chunk_cpu
     RDom rp, rj;
     Winograd winograd;
     Func grad_rows{"winograd_grad_rows"}, grad_product{"winograd_grad_product"};
+    Func grad_kernel_rows{"winograd_grad_kernel_rows"}, grad_kernel{"winograd_grad_kernel"};
     Func src, d_out_blocked, chunk_grad{"chunk_grad"}, grad_w{"grad_w"}, grad_b{"grad_b"};
 };
 
