@@ -8,6 +8,10 @@
 // the same blocked direct convolution (blocked_conv); backward-weights is the
 // same product reduced over pixels instead of taps. The repacking happens
 // inside the pipeline; the external layouts stay NCHW / OIHW.
+//
+// 3x3 stride-1 convolutions on the CPU run as Winograd F(m x m, 3x3) instead
+// (struct Winograd): the same register tiles over 25 (or 16) channel products
+// of transformed tiles, 2.0-2.7x faster than direct on resnet18's layers.
 #include <cstdio>
 #include <cstdlib>
 
@@ -45,8 +49,9 @@ inline RegisterTile choose_tile(int blocks, int width, int height, int max_acc =
     return best;
 }
 
-// How a forward or backward-data convolution is computed. Auto: Winograd where
-// it is eligible and the manual CPU schedule is in use, direct otherwise.
+// How a convolution is computed (the `algorithm` GeneratorParam of all three).
+// Auto: Winograd where it is eligible and the manual CPU schedule is in use,
+// direct otherwise.
 enum class ConvAlgorithm { Auto, Direct, Winograd };
 
 // The three matrices of Winograd F(m, 3) (Lavin & Gray, 2016): an m-output
@@ -61,7 +66,6 @@ struct WinogradMatrices {
     std::vector<std::vector<double>> bt;    // (m+2) x (m+2)
     std::vector<std::vector<double>> g;     // (m+2) x 3
     std::vector<std::vector<double>> at;    // m x (m+2)
-    int alpha() const { return m + 2; }
 };
 
 inline const WinogradMatrices &winograd_matrices(int m) {
@@ -206,7 +210,8 @@ protected:
         const WinogradMatrices &t = w.matrices();
         Func weight_rows{"winograd_weight_rows"};
         Expr o = kb * w.B + cb;
-        weight_rows(cb, c, ky, kb, a) = winograd_apply(t.g, a, {weight(0, ky, c, o), weight(1, ky, c, o), weight(2, ky, c, o)});
+        weight_rows(cb, c, ky, kb, a) =
+            winograd_apply(t.g, a, {weight(0, ky, c, o), weight(1, ky, c, o), weight(2, ky, c, o)});
         w.weights(cb, c, kb, a, b) = winograd_apply(
             t.g, b, {weight_rows(cb, c, 0, kb, a), weight_rows(cb, c, 1, kb, a), weight_rows(cb, c, 2, kb, a)});
         define_winograd_input(w, src);
@@ -226,9 +231,10 @@ protected:
 
     // CPU schedule of a Winograd convolution read by `out` (NCHW, channel var
     // ch), chunk by chunk of w.images images, the chunks in parallel: the
-    // chunk's input transform, the 16 products in register tiles (a block of
-    // transformed weights stays in L1 while the tiles sweep the chunk), then
-    // the output transform and the NCHW copy.
+    // chunk's input transform, the (m+2)^2 products one after another in
+    // register tiles (a block of a product's transformed weights stays in L1
+    // while the tiles sweep the chunk), then the output transform and the
+    // NCHW copy.
     void schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width) {
         Var no{"no"}, ni{"ni"};
         out.split(n, no, ni, w.images);
@@ -372,7 +378,11 @@ protected:
         const int vx = channel_block(width);
         if (B == 16 && vx >= 4) {
             Var xo{"xo"}, xi{"xi"}, cho{"cho"}, chi{"chi"};
-            out.split(x, xo, xi, vx).split(ch, cho, chi, B).reorder(xi, chi, xo, y, cho, image).vectorize(xi).unroll(chi);
+            out.split(x, xo, xi, vx)
+                .split(ch, cho, chi, B)
+                .reorder(xi, chi, xo, y, cho, image)
+                .vectorize(xi)
+                .unroll(chi);
             tiles.in(out).compute_at(out, xo).vectorize(cb).unroll(x);
         } else if (vx >= 4) {
             out.vectorize(x, vx);
@@ -673,7 +683,7 @@ public:
             grad_w(cb, ci, kx, ky, kb) += chunk_grad(cb, ci, kx, ky, kb, rj);
         }
         if (winograd.active) {
-            // G^T grad_w G: the 4x4 product gradient back to the 3x3 kernel.
+            // G^T grad_w G: the products' gradient back to the 3x3 kernel.
             // Still channel-blocked, so that the CPU schedule vectorises it.
             const auto gt = transposed(winograd.matrices().g);
             std::vector<Expr> u, v;
@@ -709,10 +719,10 @@ private:
     // Winograd, the adjoint of the forward's: the gradient of the
     // product M (cb, tile, kb, a, b) is A dY A^T for each tile's m x m output
     // gradient dY, and the gradient of the transformed kernel U is the sum over
-    // tiles of dM times the forward's V = B^T d B: 16 products (output channels
-    // x tiles times tiles x input channels). chunk_grad keeps the direct
-    // version's dimensions, with (kx, ky) standing for the product's (a, b),
-    // 0..3, so that both share the chunked reduction and its schedule.
+    // tiles of dM times the forward's V = B^T d B: (m+2)^2 products (output
+    // channels x tiles times tiles x input channels). chunk_grad keeps the
+    // direct version's dimensions, with (kx, ky) standing for the product's
+    // (a, b), 0..m+1, so that both share the chunked reduction and its schedule.
     void define_winograd_grad() {
         src = channels_last_padded(input, W, H, P, "input_padded");
         define_winograd_input(winograd, src);
