@@ -3,14 +3,18 @@
 #
 #   tools/gpu_check.sh pack [BUILD_CUDA]   here: gather what the GPU run needs into
 #                                          BUILD_CUDA/gpu_bundle (default build-cuda)
-#   tools/gpu_check.sh run BUNDLE          there: op tests on CUDA, a timed ResNet-18
-#                                          epoch, PyTorch on the same card, every
-#                                          pipeline beside cuDNN; a table last
+#   tools/gpu_check.sh run BUNDLE          there: op tests on CUDA, the step bench,
+#                                          PyTorch on the same card (FP32, TF32, AMP),
+#                                          every pipeline beside cuDNN, one timed
+#                                          ResNet-18 epoch, then (if packed) the
+#                                          pipelines in the autoscheduled variants
 #
 # The bundle holds the cuda build's op tests, resnet18_train, resnet18_bench and
 # resnet18_pipelines_bench, resnet18_graph.json, the Fashion-MNIST IDX files (the
 # lent machine has no dataset) and the Python tools; carry it with the device
-# tool's `carry`. Not cuDNN (about 480 MB): the pipelines bench's cuDNN column
+# tool's `carry`. A pipelines bench built with HLNET_SCHEDULES="manual;Li2018;Anderson2021"
+# in HLNET_VARIANTS_BUILD (default build-cuda-sched) is packed too when present.
+# Each check runs under a time limit (all of them: under 10 minutes). Not cuDNN (about 480 MB): the pipelines bench's cuDNN column
 # loads the lent machine's own libcudnn.so.9 (see cudnn_dir).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +25,9 @@ pack() {
   rm -rf "$bundle"; mkdir -p "$bundle/data" "$bundle/tools" "$bundle/bench"
   cp "$build/tests/ops/hlnet_op_tests" "$build/resnet18/resnet18_train" "$build/resnet18/resnet18_bench" \
      "$build/resnet18/resnet18_pipelines_bench" "$build/resnet18/resnet18_graph.json" "$bundle/"
+  local variants=${HLNET_VARIANTS_BUILD:-$root/build-cuda-sched}/resnet18/resnet18_pipelines_bench
+  [ -x "$variants" ] && cp "$variants" "$bundle/resnet18_pipelines_bench_variants"
+  git -C "$root" describe --always --dirty > "$bundle/COMMIT"
   cp /usr/share/datasets/fashion-mnist/*.gz "$bundle/data/"
   cp "$root/tools/torch_reference.py" "$bundle/tools/"
   cp "$root/bench/compare_pytorch.py" "$bundle/bench/"
@@ -38,27 +45,38 @@ cudnn_dir() {
   return 1
 }
 
+# One section of the run: a heading, then CMD under a time limit, so that a
+# hang or a crash in one check leaves the others their time.
+section() {
+  local limit=$1 title=$2; shift 2
+  echo; echo "== $title"
+  local t0=$SECONDS rc=0
+  timeout "$limit" "$@" || rc=$?
+  [ "$rc" -eq 0 ] || echo "!! $title: exit $rc$( [ "$rc" -eq 124 ] && echo " (stopped after $limit s)")"
+  echo "-- $title: $((SECONDS - t0)) s"
+}
+
 run() {
-  local bundle=${1:?usage: gpu_check.sh run BUNDLE} out
+  local bundle=${1:?usage: gpu_check.sh run BUNDLE} cudnn=""
   cd "$bundle"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  echo "== op tests on CUDA"
-  ./hlnet_op_tests | tail -n 3
-  echo "== one ResNet-18 epoch (60,000 images, batch 256, 96x96)"
-  out=$(./resnet18_train --data data --epochs 1 --log-every 50 | tail -n 1)
-  echo "$out"
-  echo "== hlnet and PyTorch, same network, same batch, same card"
+  echo "hlnet $(cat COMMIT 2>/dev/null || echo '(commit unknown)'), $(date -u '+%Y-%m-%d %H:%M UTC')"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
+  python3 -c 'import torch; print("PyTorch", torch.__version__, "cuDNN", torch.backends.cudnn.version())' || true
+  cudnn=$(cudnn_dir) || echo "no libcudnn.so.9 in /usr/local/cuda/lib64 or python3's nvidia.cudnn: no cuDNN column"
+  export LD_LIBRARY_PATH=$cudnn${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+  section 90 "op tests on CUDA" ./hlnet_op_tests
+  section 60 "the ResNet-18 step (resnet18_bench)" ./resnet18_bench --steps 20 --warmup 3 --data data
   mkdir -p resnet18 && cp resnet18_bench resnet18_graph.json resnet18/
-  python3 bench/compare_pytorch.py resnet18 --device cuda --steps 20 --warmup 3 --data data
-  echo "== every ResNet-18 pipeline, and cuDNN at the same shapes (no step timing)"
-  local cudnn
-  if cudnn=$(cudnn_dir); then
-    LD_LIBRARY_PATH=$cudnn${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} ./resnet18_pipelines_bench --steps 0 \
-      || echo "resnet18_pipelines_bench failed (exit $?)"
-  else
-    echo "no libcudnn.so.9 in /usr/local/cuda/lib64 or python3's nvidia.cudnn: pipelines bench skipped"
+  section 120 "hlnet and PyTorch, same network, same batch, same card" \
+    python3 bench/compare_pytorch.py resnet18 --device cuda --steps 20 --warmup 3 --data data
+  section 120 "every ResNet-18 pipeline beside cuDNN at the same shapes" \
+    ./resnet18_pipelines_bench --steps 0
+  section 150 "one ResNet-18 epoch (60,000 images, batch 256, 96x96), the seed's line" \
+    ./resnet18_train --data data --epochs 1 --log-every 50
+  if [ -x resnet18_pipelines_bench_variants ]; then
+    section 100 "the pipelines in manual, Li2018 and Anderson2021" ./resnet18_pipelines_bench_variants --steps 0
   fi
-  echo "== epoch: $out"
 }
 
 case "${1:-}" in
