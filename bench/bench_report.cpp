@@ -71,9 +71,11 @@ double median(std::vector<double> v) {
 void print_table(const Report &r) {
     std::printf("\n%s, batch %d, target %s: %s, %d threads, %s\n", r.model.c_str(), r.batch, r.target.c_str(),
                 r.machine.c_str(), r.threads, r.date.c_str());
-    if (r.peak_gflops > 0)
+    if (r.peak_gflops_per_core > 0)
         std::printf("FMA peak %.1f GFLOP/s (%d threads), %.1f GFLOP per CPU-second of one core; %%peak is per "
                     "CPU-second.\n", r.peak_gflops, r.threads, r.peak_gflops_per_core);
+    else if (r.peak_gflops > 0)
+        std::printf("FP32 peak %.0f GFLOP/s; %%peak is per wall-clock second.\n", r.peak_gflops);
     std::printf("ms: median of %d calls (3 for the slow ones), %s. Every variant is first checked against manual:\n"
                 "float outputs within %.0e x max(max|manual|, 1), integer outputs exact (else 'wrong' or 'error', see below).\n"
                 "GFLOP/s, %%peak and GB/s are the best variant's; GB/s counts every argument once. Convolutions count\n"
@@ -95,7 +97,9 @@ void print_table(const Report &r) {
         }
         const Measurement &best = row.variants[row.best];
         std::printf(" %13s", r.schedules[row.best].c_str());
-        if (row.flops > 0) std::printf(" %8.1f %5.1f%%", gflops(row, best), 100 * share_of_peak(r, row, best));
+        if (row.flops > 0 && r.peak_gflops > 0)
+            std::printf(" %8.1f %5.1f%%", gflops(row, best), 100 * share_of_peak(r, row, best));
+        else if (row.flops > 0) std::printf(" %8.1f %6s", gflops(row, best), "-");
         else std::printf(" %8s %6s", "-", "-");
         std::printf(" %7.1f\n", row.bytes / best.ms / 1e6);
     }

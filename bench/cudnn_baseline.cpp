@@ -258,6 +258,23 @@ std::unique_ptr<CudnnBaseline> CudnnBaseline::open() {
 
 CudnnBaseline::~CudnnBaseline() { cudnnDestroy(handle_); }
 
+std::string CudnnBaseline::device_name() const {
+    cudaDeviceProp prop{};
+    return cudaGetDeviceProperties(&prop, 0) == cudaSuccess ? prop.name : "unknown GPU";
+}
+
+double CudnnBaseline::fp32_peak_gflops() const {
+    int sms = 0, khz = 0, major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess ||
+        cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) != cudaSuccess)
+        return 0;
+    // FP32 lanes per SM: 64 on Volta, Turing and the A100 (7.x, 8.0), 128 from 8.6 on.
+    const int lanes = major < 8 || (major == 8 && minor == 0) ? 64 : 128;
+    return double(sms) * lanes * 2 * khz / 1e6;
+}
+
 std::string CudnnBaseline::note() const {
     const size_t v = cudnnGetVersion();  // major * 10000 + minor * 100 + patch (cuDNN 9)
     char text[640];

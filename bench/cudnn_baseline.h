@@ -27,6 +27,12 @@ public:
     // math mode, how it is timed and what it leaves out.
     std::string note() const;
 
+    // GPU 0's name, and its FP32 FMA peak in GFLOP/s: SMs x FP32 lanes per SM
+    // x 2 x the highest SM clock (an H100 SXM or H200: 132 x 128 x 2 x 1.98 GHz
+    // = 66.9 TFLOP/s), the figure the cuda build's %peak divides by.
+    std::string device_name() const;
+    double fp32_peak_gflops() const;
+
     // cuDNN's counterpart of pipeline `generator` at `shape` (its library's
     // parameters, "n32 ci1 co8 h28 w28 k7 s2 p3"), timed as timed_calls()
     // says; nothing for a generator without one here. A failed call gives an

@@ -24,6 +24,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include <unistd.h>
 
 #include "HalideBuffer.h"
 #include "bench_report.h"
@@ -253,11 +254,16 @@ int run(const Options &o) {
     for (int s = 0; s < hlnet::schedule_count(); s++) report.schedules.push_back(hlnet::schedule_name(s));
 #if defined(HLNET_CUDNN)
     const std::unique_ptr<hlnet_bench::CudnnBaseline> cudnn = hlnet_bench::CudnnBaseline::open();
-    if (cudnn) report.baseline = "cuDNN", report.baseline_note = cudnn->note();
+    if (cudnn) {
+        report.baseline = "cuDNN", report.baseline_note = cudnn->note();
+        report.machine = cudnn->device_name();
+        if (!o.peak) report.peak_gflops = cudnn->fp32_peak_gflops(), report.peak_gflops_per_core = 0;
+    }
 #endif
 
     std::printf("%s: %d pipelines x %d schedules, checking then timing (median of %d calls)\n", info.name,
                 hlnet::pipeline_count(), hlnet::schedule_count(), report.reps);
+    const bool progress = isatty(fileno(stderr));  // the pipeline being measured; in a log, nothing
     for (int p = 0; p < hlnet::pipeline_count(); p++) {
         const hlnet::PipelineInfo &pipeline = hlnet::pipeline_info(p);
         if (!std::strstr(pipeline.library, o.filter.c_str())) continue;
@@ -276,10 +282,10 @@ int run(const Options &o) {
 #if defined(HLNET_CUDNN)
         if (cudnn) row.baseline = cudnn->measure(row.generator, row.shape, report.reps, o.max_seconds.value_or(5));
 #endif
-        std::fprintf(stderr, "  %-60s\r", row.library.c_str());  // progress
+        if (progress) std::fprintf(stderr, "  %-60s\r", row.library.c_str());
         report.pipelines.push_back(row);
     }
-    std::fprintf(stderr, "%-64s\r", "");
+    if (progress) std::fprintf(stderr, "%-64s\r", "");
 
     // The best-of mix, as a file the trainer's --schedule reads.
     {

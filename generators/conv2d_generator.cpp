@@ -49,6 +49,42 @@ inline RegisterTile choose_tile(int blocks, int width, int height, int max_acc =
     return best;
 }
 
+// GPU tile of a direct NCHW convolution with a (width, height) output of
+// `channels` channels and `batch` images (schedule_direct_conv_gpu). A thread
+// keeps rc output channels x rx pixels along x (or rn images where the width is
+// not a multiple of 4: the 6x6 and 3x3 layers) in registers: 8 x 4 = 32
+// accumulators, 8 weights (one vector load, shared by the warp) and 4 inputs
+// per step of the reduction. A block spans xt x ty x tn pixel threads (whole
+// rows, up to 36, several images where an image is smaller) times tc channel
+// threads, up to 288 threads (9 warps); the batch is split further while the
+// launch would have fewer than two blocks per SM of an H100 (132 SMs).
+struct GpuConvTile {
+    int rc, rx, rn;  // per thread: channels, pixels along x, images
+    int xt, ty, tn, tc;  // per block: threads along x, rows, image groups, channel groups
+    int threads() const { return xt * ty * tn * tc; }
+};
+
+inline int largest_divisor(int n, int at_most) {
+    for (int d = std::max(1, std::min(n, at_most)); d > 1; d--) {
+        if (n % d == 0) return d;
+    }
+    return 1;
+}
+
+inline GpuConvTile choose_gpu_tile(int channels, int width, int height, int batch) {
+    GpuConvTile t{};
+    t.rc = channel_block(channels, 8);
+    t.rx = width % 4 == 0 ? 4 : 1;
+    t.rn = t.rx == 1 ? channel_block(batch, 4) : 1;
+    t.xt = width / t.rx;
+    t.ty = largest_divisor(height, std::max(1, 36 / t.xt));
+    t.tn = largest_divisor(batch / t.rn, std::max(1, 36 / (t.xt * t.ty)));
+    t.tc = largest_divisor(channels / t.rc, std::max(1, 288 / (t.xt * t.ty * t.tn)));
+    auto blocks = [&] { return (height / t.ty) * (batch / (t.rn * t.tn)) * (channels / (t.rc * t.tc)); };
+    while (blocks() < 2 * 132 && t.tn > 1) t.tn = largest_divisor(batch / t.rn, t.tn - 1);
+    return t;
+}
+
 // How a convolution is computed (the `algorithm` GeneratorParam of all three).
 // Auto: Winograd where it is eligible and the manual CPU schedule is in use,
 // direct otherwise.
@@ -464,6 +500,68 @@ protected:
             src.in(acc).compute_at(tiles, y).split(c, co_, ci_, 16).reorder(ci_, co_, x, y, n).gpu_threads(ci_);
         }
     }
+
+    // The manual GPU schedules' algorithm: the direct convolution on NCHW,
+    // with no repacked copy of the activations (only of the weights, which
+    // are small):
+    //   acc(x, y, co, n) = init(co) + sum over (ci, a, b) in r of
+    //       wt(co, ci, a, b) * src(x*stride + a, y*stride + b, ci, n)
+    // src is the zero-padded NCHW tensor (a boundary condition, inlined), wt
+    // the weights with the output channels innermost.
+    Func direct_conv_nchw(Func src, Func wt, Expr init, RDom r, int stride) const {
+        Func acc{"acc"};
+        acc(x, y, co, n) = init;
+        acc(x, y, co, n) += wt(co, r.x, r.y, r.z) * src(x * stride + r.y, y * stride + r.z, r.x, n);
+        return acc;
+    }
+
+    // t(x - pad, y - pad, c, n) inside the (width, height) image, 0 outside.
+    Func padded_nchw(Func t, int width, int height, int pad, const char *name) const {
+        Func f{name};
+        Func ext = BoundaryConditions::constant_exterior(t, 0.0f, {{0, width}, {0, height}});
+        f(x, y, c, n) = ext(x - pad, y - pad, c, n);
+        return f;
+    }
+
+    // GPU schedule of out(x, y, ch, n) = acc(x, y, ch, n) from direct_conv_nchw,
+    // as an implicit GEMM ([channels] x [pixels] x [ci * taps]) in the tiles of
+    // choose_gpu_tile: one kernel that reads and writes NCHW; each thread's
+    // accumulators are registers (acc computed inside the thread loops,
+    // unrolled), its weights one vector load, its inputs read through L1.
+    // wt is repacked once per call by a flat kernel.
+    void schedule_direct_conv_gpu(Func out, Var ch, Func acc, RDom r, Func wt, int channels, int width, int height,
+                                  int batch) {
+        const GpuConvTile t = choose_gpu_tile(channels, width, height, batch);
+        Var kr{"kr"}, kt{"kt"}, kblk{"kblk"}, xr{"xr"}, xt{"xt"}, yt{"yt"}, yblk{"yblk"};
+        Var nr{"nr"}, nt{"nt"}, nblk{"nblk"}, pix{"pix"};
+        out.split(ch, kblk, kr, t.rc)
+            .split(kblk, kblk, kt, t.tc)
+            .split(n, nblk, nr, t.rn)
+            .split(nblk, nblk, nt, t.tn)
+            .split(x, xt, xr, t.rx)
+            .split(y, yblk, yt, t.ty)
+            .reorder(kr, xr, nr, xt, yt, nt, kt, yblk, nblk, kblk)
+            .fuse(xt, yt, pix)
+            .unroll(kr)
+            .unroll(xr)
+            .unroll(nr)
+            .gpu_threads(pix, nt, kt)
+            .gpu_blocks(yblk, nblk, kblk);
+        // Channels innermost in storage too: the accumulator vectors stay whole registers.
+        acc.compute_at(out, pix).reorder_storage(co, x, y, n).unroll(x).unroll(n);
+        acc.update().reorder(co, x, y, n, r.y, r.z, r.x).unroll(x).unroll(n).unroll(r.y);
+        // CUDA: the rc channels as one vector (paired loads of the weights).
+        // OpenCL keeps them unrolled: its back end turns a vectorised local
+        // array into one vector variable, and 32 lanes exceed OpenCL's 16.
+        if (this->get_target().has_feature(Target::CUDA)) {
+            acc.vectorize(co);
+            acc.update().vectorize(co);
+        } else {
+            acc.unroll(co);
+            acc.update().unroll(co);
+        }
+        schedule_flat_gpu(wt, {co, ci, kx, ky});
+    }
 };
 
 // Forward: one blocked convolution over the padded input.
@@ -480,6 +578,15 @@ public:
             src = channels_last_padded(input, W, H, P, "input_padded");
             define_winograd(winograd, src, weight, bias(kb * B + cb), CI, CO, WO(), HO());
             output(x, y, co, n) = winograd.output(co % B, x, y, co / B, n);
+            return;
+        }
+        if (gpu() && !using_autoscheduler()) {
+            direct_gpu = true;
+            src = padded_nchw(input, W, H, P, "input_padded");
+            weights(co, ci, kx, ky) = weight(kx, ky, ci, co);
+            r = RDom(0, CI, 0, K, 0, K, "r");  // (ci, kx, ky)
+            acc = direct_conv_nchw(src, weights, bias(co), r, S);
+            output(x, y, co, n) = acc(x, y, co, n);
             return;
         }
         src = input_source(input, stride);
@@ -502,8 +609,9 @@ public:
             } else {
                 schedule_winograd_cpu(winograd, output, co, src, CI, WO());
             }
+        } else if (direct_gpu) {
+            schedule_direct_conv_gpu(output, co, acc, r, weights, CO, WO(), HO(), N);
         } else if (gpu()) {
-            // Not yet timed on a GPU (none lent to this task); proven on PoCL.
             schedule_flat_gpu(output, {x, y, co, n});
             schedule_blocked_conv_gpu(acc, r, output, CO / B, WO(), src, CI, stride, K);
             schedule_flat_gpu(src, {c, x, y, n});
@@ -520,6 +628,7 @@ public:
 
 private:
     int B = 1, stride = 1;
+    bool direct_gpu = false;  // the manual GPU schedule's NCHW direct convolution
     RDom r;
     Func src, weights{"weights"}, acc;
     Winograd winograd;
@@ -548,6 +657,16 @@ public:
             flipped(kx, ky, co, ci) = weight(K - 1 - kx, K - 1 - ky, ci, co);
             define_winograd(winograd, src, flipped, 0.0f, CO, CI, W, H);
             d_input(x, y, ci, n) = winograd.output(ci % B, x, y, ci / B, n);
+            return;
+        }
+        if (S == 1 && gpu() && !using_autoscheduler()) {
+            // The flipped-kernel convolution of d_output padded by K-1-P, on NCHW.
+            direct_gpu = true;
+            src = padded_nchw(d_output, WO(), HO(), K - 1 - P, "d_output_padded");
+            wt(co, ci, kx, ky) = weight(K - 1 - kx, K - 1 - ky, co, ci);  // co: d_input's channel
+            r = RDom(0, CO, 0, K, 0, K, "r");                             // (layer's co, kx, ky)
+            acc = direct_conv_nchw(src, wt, 0.0f, r, 1);
+            d_input(x, y, ci, n) = acc(x, y, ci, n);
             return;
         }
         pad = K;  // any pad >= K keeps every phase's offset non-negative
@@ -592,8 +711,9 @@ public:
             } else {
                 schedule_winograd_cpu(winograd, d_input, ci, src, CO, W);
             }
+        } else if (direct_gpu) {
+            schedule_direct_conv_gpu(d_input, ci, acc, r, wt, CI, W, H, N);
         } else if (gpu()) {
-            // Not yet timed on a GPU (none lent to this task); proven on PoCL.
             schedule_flat_gpu(d_input, {x, y, ci, n});
             schedule_flat_gpu(src, {c, x, y, n});
             for (auto &ph : phases) {
@@ -637,7 +757,9 @@ private:
         return t < K ? (K - t + S - 1) / S : 0;
     }
     int B = 1, pad = 0;
-    Func src;
+    bool direct_gpu = false;  // stride 1 on the manual GPU schedule: one NCHW direct convolution
+    RDom r;
+    Func src, acc, wt{"weights"};
     std::vector<Phase> phases;
     Winograd winograd;
 };
