@@ -52,18 +52,16 @@ inline RegisterTile choose_tile(int blocks, int width, int height, int max_acc =
 // GPU tile of a direct NCHW convolution with a (width, height) output of
 // `channels` channels and `batch` images (schedule_direct_conv_gpu). A thread
 // keeps rc output channels x rx pixels along x (or rn images where the width is
-// not a multiple of 4: the 6x6 and 3x3 layers) in registers: up to 8 x 4 = 32
-// accumulators, 8 weights (one vector load, shared by the warp) and 4 inputs
-// per step of the reduction. The tile shrinks (channels first, to no fewer
-// than 8 accumulators) while the launch would have fewer threads than an
-// H100's 132 SMs hold (2048 each): measured on an H200 with 32 accumulators
-// everywhere, the 24x24 layer (295k threads) ran at 29% of the FP32 peak, the
-// 12x12 (147k) at 11%, the 6x6 and 3x3 (74k, 37k) at 10% and 6%: too few
-// warps to hide the loads' latency. A block spans
-// xt x ty x tn pixel threads (whole rows, up to 36, several images where an
-// image is smaller) times tc channel threads, up to 288 threads (9 warps); the
-// batch is split further while the launch would have fewer than two blocks
-// per SM.
+// not a multiple of 4: the 6x6 and 3x3 layers) in registers, and per step of
+// the reduction loads rc weights (one vector, shared by the warp) and its
+// inputs. The tile shrinks (channels first, to no fewer than 8 accumulators)
+// while the launch would have fewer threads than an H100's 132 SMs hold (2048
+// each). Measured on an H200 (docs/PERFORMANCE.md): the shrinking took the
+// 12x12 layer from 1.50 to 1.09 ms and left the 6x6 and 3x3 unchanged. A block
+// spans xt x ty x tn pixel threads (whole rows, up to 36, several images where
+// an image is smaller) times tc channel threads, up to 288 threads (9 warps);
+// the batch is split further while the launch would have fewer than two
+// blocks per SM.
 struct GpuConvTile {
     int rc, rx, rn;  // per thread: channels, pixels along x, images
     int xt, ty, tn, tc;  // per block: threads along x, rows, image groups, channel groups
@@ -82,9 +80,9 @@ inline GpuConvTile choose_gpu_tile(int channels, int width, int height, int batc
     t.rc = channel_block(channels, 8);
     t.rx = width % 4 == 0 ? 4 : 1;
     t.rn = t.rx == 1 ? channel_block(batch, 4) : 1;
-    // Pixels along x read overlapping input windows that also take registers:
-    // 8 x 4 needed 72-96 of them, over the 64 that Halide's CUDA runtime lets
-    // the driver's JIT use (ncu: spills at 24x24), so 4 x 4 there.
+    // Pixels along x read overlapping input windows that take registers too:
+    // 8 x 4 needed 72-96, over the 64 that Halide's CUDA runtime lets the
+    // driver's JIT use (ncu: spills at 24x24), so at most 4 x 4 there.
     if (t.rx > 1) t.rc = std::min(t.rc, 4);
     const long outputs = long(channels) * width * height * batch, enough_threads = 132L * 2048;
     while (outputs / (t.rc * t.rx * t.rn) < enough_threads && t.rc * t.rx * t.rn > 8) {
