@@ -6,7 +6,8 @@ struct FmaPeak {
     const char *isa;         // the widest vector ISA used
 };
 
-// Runs `iterations` steps of 24 independent FMA chains on each of `threads`
+// Runs `iterations` steps of independent FMA chains (as many as the ISA's
+// register file holds: fma_peak.cpp) on each of `threads`
 // threads at once and returns the rate reached (2M iterations: ~10 ms at 170
 // GFLOP/s per core).
 FmaPeak measure_fma_peak(int threads, long iterations = 2'000'000);
