@@ -1,8 +1,10 @@
 # One ahead-of-time Halide library per distinct op instance and schedule
 # variant, for the build's target, all sharing one Halide runtime.
 
+set(HLNET_HOST_TARGET host CACHE STRING
+    "Halide target of HLNET_TARGET=host: host (this CPU), or another, e.g. x86-64-linux-avx-avx2-f16c-fma-sse41 for AVX2-only x86")
 if(HLNET_TARGET STREQUAL "host")
-  set(HLNET_HALIDE_TARGET host)
+  set(HLNET_HALIDE_TARGET ${HLNET_HOST_TARGET})
 elseif(HLNET_TARGET STREQUAL "cuda")
   # Highest capability Halide 21 offers up to 90; the driver JITs the PTX for newer cards.
   set(HLNET_HALIDE_TARGET host-cuda-cuda_capability_80)

@@ -3,8 +3,9 @@
 //
 // All three share one geometry and two repacked layouts: channels innermost
 // for the operand that is broadcast, channels in blocks of B = 16 for the one
-// that is a vector, so that the CPU schedule keeps a register tile of 16-wide
-// accumulators (../shared/CPU_CALIBRATION.md). Forward and backward-data are
+// that is a vector, so that the CPU schedule keeps a register tile of 16-float
+// accumulator blocks, as many as the target's vector registers hold
+// (VectorRegisters; ../shared/CPU_CALIBRATION.md). Forward and backward-data are
 // the same blocked direct convolution (blocked_conv); backward-weights is the
 // same product reduced over pixels instead of taps. The repacking happens
 // inside the pipeline; the external layouts stay NCHW / OIHW.
@@ -20,14 +21,31 @@
 namespace hlnet {
 namespace {
 
-// Register tile of a blocked convolution: `vo` vectors of output channels times
-// `tx` x `ty` pixels, at most `max_acc` accumulators (24 of the 32 zmm
-// registers, leaving room for the weight vectors and a broadcast).
+// The CPU's vector register file, which sizes every register tile. The
+// blocked layouts keep channels in blocks of 16 floats: one zmm on AVX-512, two
+// ymm on AVX2, four q registers on NEON.
+struct VectorRegisters {
+    int count, lanes;
+    int per_block() const { return std::max(1, 16 / lanes); }
+    // Accumulator blocks that fit with room left for the operands (a quarter
+    // of the file): 24 on AVX-512, 6 on AVX2 (16 ymm) and NEON (32 x 128-bit).
+    int max_accumulators() const { return count * 3 / 4 / per_block(); }
+};
+
+inline VectorRegisters vector_registers(const Target &t) {
+    const int count = t.has_feature(Target::AVX512) || t.arch == Target::ARM ? 32 : 16;
+    return {count, t.natural_vector_size<float>()};
+}
+
+// Register tile of a blocked convolution: `vo` blocks of output channels times
+// `tx` x `ty` pixels, at most max_accumulators() blocks, with the vo weight
+// blocks and a broadcast beside them.
 struct RegisterTile {
     int vo, tx, ty;
 };
 
-inline RegisterTile choose_tile(int blocks, int width, int height, int max_acc = 24) {
+inline RegisterTile choose_tile(int blocks, int width, int height, const VectorRegisters &regs) {
+    const int max_acc = regs.max_accumulators();
     RegisterTile best{1, 1, 1};
     double best_cost = 1e9;
     for (int vo = 1; vo <= std::min(blocks, 8); vo++) {
@@ -37,9 +55,9 @@ inline RegisterTile choose_tile(int blocks, int width, int height, int max_acc =
             for (int ty = 1; ty <= std::min(height, 4); ty++) {
                 if (height % ty) continue;
                 const int acc = vo * tx * ty;
-                // The accumulators, the vo weight vectors and a broadcast must fit
-                // in the 32 registers: 24 + 8 spilled on the 512-channel 3x3 layer.
-                if (acc > max_acc || acc + vo + 1 > 31) continue;
+                // Accumulators, weight blocks and a broadcast, one register spare:
+                // on AVX-512, 24 + 8 spilled on the 512-channel 3x3 layer.
+                if (acc > max_acc || (acc + vo) * regs.per_block() + 1 > regs.count - 1) continue;
                 // Loads per FMA (vo weight vectors + tx*ty broadcasts), then fewer accumulators lost.
                 const double cost = double(vo + tx * ty) / acc + 0.01 * (max_acc - acc);
                 if (cost < best_cost) best_cost = cost, best = {vo, tx, ty};
@@ -301,7 +319,7 @@ protected:
         w.product_tiles = w.product.in(w.output);
         Var txo{"txo"}, tyo{"tyo"}, txi{"txi"}, tyi{"tyi"}, kbo{"kbo"}, kbi{"kbi"};
         if (w.tiles_x * w.tiles_y >= 4) {
-            const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.tiles_y);
+            const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.tiles_y, registers());
             w.product_tiles.compute_at(out, chunk)
                 .split(tx, txo, txi, t.tx)
                 .split(ty, tyo, tyi, t.ty)
@@ -312,7 +330,7 @@ protected:
             w.product.compute_at(w.product_tiles, txo).unroll(tx).unroll(ty);
             w.product.update().reorder(cb, kb, tx, ty, w.r, n, a, b).unroll(tx).unroll(ty);
         } else {
-            const RegisterTile t = choose_tile(w.blocks, w.images, 1);
+            const RegisterTile t = choose_tile(w.blocks, w.images, 1, registers());
             Var no_{"no"}, ni_{"ni"};
             w.product_tiles.compute_at(out, chunk)
                 .split(n, no_, ni_, t.tx)
@@ -365,6 +383,7 @@ protected:
     std::vector<int> output_shape() const { return {WO(), HO(), CO, N}; }
     std::vector<int> weight_shape() const { return {K, K, CI, CO}; }
     bool gpu() const { return this->get_target().has_gpu_feature(); }
+    VectorRegisters registers() const { return vector_registers(this->get_target()); }
 
     // f(c, x + pad, y + pad, n) = t(x, y, c, n) inside the (width, height) image,
     // 0 outside: zero padding, with channels innermost.
@@ -452,7 +471,7 @@ protected:
     // while the tiles sweep the image.
     Func schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width,
                                    int height) {
-        const RegisterTile t = choose_tile(blocks, width, height);
+        const RegisterTile t = choose_tile(blocks, width, height, registers());
         Func tiles = acc.in(consumer);
         Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"}, kbo{"kbo"}, kbi{"kbi"};
         tiles.compute_at(consumer, consumer_n)
@@ -953,7 +972,7 @@ private:
         for (int v = 1; v <= std::min(blocks, 4); v++) {
             if (blocks % v) continue;
             for (int t = 1; t <= CI; t++) {
-                if (CI % t || v * t * taps > 24) continue;
+                if (CI % t || v * t * taps > registers().max_accumulators()) continue;
                 if (v * t > vo * tc || (v * t == vo * tc && v > vo)) vo = v, tc = t;
             }
         }
