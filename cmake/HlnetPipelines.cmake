@@ -91,6 +91,12 @@ function(hlnet_pipeline lib generator)
     if(NOT schedule STREQUAL "manual")
       set(autoscheduler AUTOSCHEDULER Halide::${schedule})
     endif()
+    # GPU builds also write the lowered statement (<library>.stmt), whose
+    # kernel launches tools/gpu_report.py reads.
+    set(stmt "")
+    if(NOT HLNET_TARGET STREQUAL "host")
+      set(stmt STMT ${variant}_stmt)
+    endif()
     add_halide_library(${variant} FROM hlnet_generators
       GENERATOR ${generator}
       FUNCTION_NAME ${variant}
@@ -98,6 +104,7 @@ function(hlnet_pipeline lib generator)
       USE_RUNTIME hlnet_halide_runtime
       ${hlnet_pipeline_features}
       ${autoscheduler}
+      ${stmt}
       PARAMS ${ARGN})
     add_dependencies(hlnet_all_pipelines ${variant})
   endforeach()
