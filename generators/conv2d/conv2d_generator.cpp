@@ -1,0 +1,492 @@
+// 2-D convolution with bias, NCHW / OIHW, zero padding, any K, S, P: the
+// generators conv2d_forward, conv2d_backward_data and conv2d_backward_weights.
+// The algorithm they share is conv2d_base.h, its CPU and GPU schedules
+// cpu_schedules.h and gpu_schedules.h, their tiles tiles.h, Winograd's
+// matrices winograd.h; here each generator puts them together.
+#include "conv2d_base.h"
+
+namespace hlnet {
+namespace {
+
+// Forward: the direct convolution (blocked on the CPU, NCHW on the GPU) or Winograd.
+class Conv2dForward : public Conv2dBase<Conv2dForward> {
+public:
+    Input<Buffer<float, 4>> input{"input"};
+    Input<Buffer<float, 4>> weight{"weight"};
+    Input<Buffer<float, 1>> bias{"bias"};
+    Output<Buffer<float, 4>> output{"output"};
+
+    void generate() {
+        B = channel_block(CO);
+        if (use_winograd(WO(), HO())) {
+            src = channels_last_padded(input, W, H, P, "input_padded");
+            define_winograd(winograd, src, weight, bias(kb * B + cb), CI, CO, WO(), HO());
+            output(x, y, co, n) = winograd.output(co % B, x, y, co / B, n);
+            return;
+        }
+        if (gpu() && !using_autoscheduler()) {
+            direct_gpu = true;
+            src = padded_nchw(input, W, H, P, "input_padded");
+            weights(co, ci, kx, ky) = weight(kx, ky, ci, co);
+            r = RDom(0, CI, 0, K, 0, K, "r");  // (ci, kx, ky)
+            acc = direct_conv_nchw(src, weights, bias(co), r, S);
+            output(x, y, co, n) = acc(x, y, co, n);
+            return;
+        }
+        src = input_source(input, stride);
+        weights(cb, ci, kx, ky, kb) = weight(kx, ky, ci, kb * B + cb);
+        r = RDom(0, CI, 0, K, 0, K, "r");  // (ci, kx, ky)
+        acc = blocked_conv("acc", src, weights, bias(kb * B + cb), r, stride, 0, 0);
+        output(x, y, co, n) = acc(co % B, x, y, co / B, n);
+    }
+
+    void schedule() {
+        pin_shape(input, input_shape());
+        pin_shape(weight, weight_shape());
+        pin_shape(bias, {CO});
+        pin_shape(output, output_shape());
+        if (using_autoscheduler()) return;
+        if (winograd.active) {
+            if (gpu()) {
+                schedule_flat_gpu(output, {x, y, co, n});
+                schedule_winograd_gpu(winograd, src);
+            } else {
+                schedule_winograd_cpu(winograd, output, co, src, CI, WO());
+            }
+        } else if (direct_gpu) {
+            schedule_direct_conv_gpu(output, co, acc, r, weights, CO, WO(), HO(), N);
+        } else if (gpu()) {
+            schedule_flat_gpu(output, {x, y, co, n});
+            schedule_blocked_conv_gpu(acc, r, output, CO / B, WO(), src, CI, stride, K);
+            schedule_flat_gpu(src, {c, x, y, n});
+            schedule_flat_gpu(weights, {cb, ci, kx, ky, kb});
+        } else {
+            // Measured: see docs/PERFORMANCE.md.
+            Func tiles = schedule_blocked_conv_cpu(acc, r, output, n, CO / B, WO(), HO());
+            schedule_unblock_cpu(output, co, tiles, WO(), B);
+            src.compute_at(output, n);
+            schedule_repack_cpu(src, CI);
+            weights.compute_root().parallel(kb);
+        }
+    }
+
+private:
+    int B = 1, stride = 1;
+    bool direct_gpu = false;  // the manual GPU schedule's NCHW direct convolution
+    RDom r;
+    Func src, weights{"weights"}, acc;
+    Winograd winograd;
+};
+
+// d_input(x) = sum over the taps k and output pixels o with o*S + k - P = x: a
+// gather (gather_tap / gather_output in common.h). Split x into S phases
+// x = S*xq + px: in phase px only the taps k = t + S*q (t = (px+P) mod S,
+// k < K) line up with an output, o = xq + (px+P) div S - q. So each of the S*S phases is a stride-1 blocked convolution of
+// d_output with a sub-kernel (flipped, channels transposed); d_input
+// interleaves them. With S = 1 there is one phase: the usual flipped-kernel
+// convolution.
+class Conv2dBackwardData : public Conv2dBase<Conv2dBackwardData> {
+public:
+    Input<Buffer<float, 4>> d_output{"d_output"};
+    Input<Buffer<float, 4>> weight{"weight"};
+    Output<Buffer<float, 4>> d_input{"d_input"};
+
+    void generate() {
+        B = channel_block(CI);
+        if (use_winograd(W, H)) {
+            // With stride 1, d_input is the forward convolution of d_output
+            // padded by K-1-P with the flipped kernel, its channels transposed.
+            src = channels_last_padded(d_output, WO(), HO(), K - 1 - P, "d_output_padded");
+            Func flipped{"flipped_weight"};
+            flipped(kx, ky, co, ci) = weight(K - 1 - kx, K - 1 - ky, ci, co);
+            define_winograd(winograd, src, flipped, 0.0f, CO, CI, W, H);
+            d_input(x, y, ci, n) = winograd.output(ci % B, x, y, ci / B, n);
+            return;
+        }
+        if (S == 1 && gpu() && !using_autoscheduler()) {
+            // The flipped-kernel convolution of d_output padded by K-1-P, on NCHW.
+            direct_gpu = true;
+            src = padded_nchw(d_output, WO(), HO(), K - 1 - P, "d_output_padded");
+            wt(co, ci, kx, ky) = weight(K - 1 - kx, K - 1 - ky, co, ci);  // co: d_input's channel
+            r = RDom(0, CO, 0, K, 0, K, "r");                             // (layer's co, kx, ky)
+            acc = direct_conv_nchw(src, wt, 0.0f, r, 1);
+            d_input(x, y, ci, n) = acc(x, y, ci, n);
+            return;
+        }
+        pad = K;  // any pad >= K keeps every phase's offset non-negative
+        src = channels_last_padded(d_output, WO(), HO(), pad, "d_output_padded");
+        std::vector<Expr> values;
+        for (int py = 0; py < S; py++) {
+            for (int px = 0; px < S; px++) {
+                Phase ph;
+                ph.tx = taps(px);
+                ph.ty = taps(py);
+                const std::string suffix = "_" + std::to_string(px) + std::to_string(py);
+                if (ph.tx == 0 || ph.ty == 0) {
+                    values.push_back(0.0f);  // no tap reaches this phase (K < S)
+                } else {
+                    // Flipped sub-kernel: a = tx-1-q reads tap gather_tap(p, q) = t + S*q.
+                    const int t_x = gather_tap(px, 0, S, P), t_y = gather_tap(py, 0, S, P);
+                    ph.weights = Func("weights" + suffix);
+                    ph.weights(cb, co, kx, ky, kb) =
+                        weight(t_x + S * (ph.tx - 1 - kx), t_y + S * (ph.ty - 1 - ky), kb * B + cb, co);
+                    ph.r = RDom(0, CO, 0, ph.tx, 0, ph.ty, "r" + suffix);  // (co, a, b)
+                    // o = xq + gather_output(p, q) = xq + a + gather_output(p, tx-1), read at o + pad.
+                    const int off_x = gather_output(px, ph.tx - 1, S, P) + pad;
+                    const int off_y = gather_output(py, ph.ty - 1, S, P) + pad;
+                    ph.acc = blocked_conv(("acc" + suffix).c_str(), src, ph.weights, 0.0f, ph.r, 1, off_x, off_y);
+                    values.push_back(ph.acc(ci % B, x / S, y / S, ci / B, n));
+                }
+                phases.push_back(ph);
+            }
+        }
+        d_input(x, y, ci, n) = values.size() == 1 ? values[0] : mux((y % S) * S + x % S, values);
+    }
+
+    void schedule() {
+        pin_shape(d_output, output_shape());
+        pin_shape(weight, weight_shape());
+        pin_shape(d_input, input_shape());
+        if (using_autoscheduler()) return;
+        if (winograd.active) {
+            if (gpu()) {
+                schedule_flat_gpu(d_input, {x, y, ci, n});
+                schedule_winograd_gpu(winograd, src);
+            } else {
+                schedule_winograd_cpu(winograd, d_input, ci, src, CO, W);
+            }
+        } else if (direct_gpu) {
+            schedule_direct_conv_gpu(d_input, ci, acc, r, wt, CI, W, H, N);
+        } else if (gpu()) {
+            schedule_flat_gpu(d_input, {x, y, ci, n});
+            schedule_flat_gpu(src, {c, x, y, n});
+            for (auto &ph : phases) {
+                if (ph.weights.defined()) {
+                    schedule_blocked_conv_gpu(ph.acc, ph.r, d_input, CI / B, (int(W) + S - 1) / S, src, CO, 1,
+                                              std::max(ph.tx, ph.ty));
+                    schedule_flat_gpu(ph.weights, {cb, co, kx, ky, kb});
+                }
+            }
+        } else {
+            src.compute_at(d_input, n);
+            schedule_repack_cpu(src, CO);
+            for (int py = 0; py < S; py++) {
+                for (int px = 0; px < S; px++) {
+                    Phase &ph = phases[py * S + px];
+                    // Every phase is computed over the same grid, ceil(W/S) x ceil(H/S)
+                    // (the mux reads them all at every x); the odd phases' extra column is unused.
+                    const int width = (int(W) + S - 1) / S, height = (int(H) + S - 1) / S;
+                    if (!ph.weights.defined()) continue;
+                    ph.weights.compute_root().parallel(kb);
+                    ph.tiles = schedule_blocked_conv_cpu(ph.acc, ph.r, d_input, n, CI / B, width, height);
+                }
+            }
+            // Interleaved phases read strided from several tiles: no transpose.
+            if (S == 1 && phases[0].tiles.defined()) {
+                schedule_unblock_cpu(d_input, ci, phases[0].tiles, W, B);
+            } else {
+                schedule_unblock_cpu(d_input, ci, Func(), W, 0);
+            }
+        }
+    }
+
+private:
+    struct Phase {
+        int tx = 0, ty = 0;
+        Func acc, weights, tiles;
+        RDom r;
+    };
+    int taps(int phase) const {  // how many taps gather_tap(phase, q) are below K
+        const int t = gather_tap(phase, 0, S, P);
+        return t < K ? (K - t + S - 1) / S : 0;
+    }
+    int B = 1, pad = 0;
+    bool direct_gpu = false;  // stride 1 on the manual GPU schedule: one NCHW direct convolution
+    RDom r;
+    Func src, acc, wt{"weights"};
+    std::vector<Phase> phases;
+    Winograd winograd;
+};
+
+// d_weight(kx, ky, ci, co) = sum over (n, oy, ox) of d_output(ox, oy, co, n) *
+// input(ox*S + kx - P, oy*S + ky - P, ci, n): a blocked product of the
+// channel-blocked d_output (vector operand) and the padded, channels-last
+// input (broadcast operand). Summed in chunks of NC images (chunk_grad), so
+// that a register tile accumulates over a whole chunk before it is added to
+// the total, and the chunk's operands stay in cache.
+class Conv2dBackwardWeights : public Conv2dBase<Conv2dBackwardWeights> {
+public:
+    Input<Buffer<float, 4>> d_output{"d_output"};
+    Input<Buffer<float, 4>> input{"input"};
+    Output<Buffer<float, 4>> d_weight{"d_weight"};
+    Output<Buffer<float, 1>> d_bias{"d_bias"};
+
+    void generate() {
+        B = channel_block(CO);
+        if (use_winograd(WO(), HO())) {
+            plan_winograd(winograd, CI, CO, WO(), HO());
+            NC = chunk_images(winograd.tiles_x * winograd.tiles_y, 128);
+            // Half the batch or more per chunk (the small-image layers): one
+            // chunk, the products split between the cores (schedule_single_chunk_cpu).
+            single_chunk = 2 * NC >= N;
+            if (single_chunk) NC = N;
+            define_winograd_grad();
+        } else {
+            NC = chunk_images(WO() * HO(), 512);
+            src = input_source(input, stride);
+            d_out_blocked = channel_blocked(d_output, B, "d_output_blocked");
+            rp = RDom(0, WO(), 0, HO(), 0, NC, "rp");  // (ox, oy, image in chunk)
+            Expr image = j * NC + rp.z;
+            chunk_grad(cb, ci, kx, ky, kb, j) = 0.0f;
+            chunk_grad(cb, ci, kx, ky, kb, j) += d_out_blocked(cb, rp.x, rp.y, kb, image) *
+                                                 src(ci, rp.x * stride + kx, rp.y * stride + ky, image);
+        }
+        if (single_chunk) {
+            grad_w(cb, ci, kx, ky, kb) = chunk_grad(cb, ci, kx, ky, kb, 0);
+        } else {
+            rj = RDom(0, N / NC, "rj");  // chunks
+            grad_w(cb, ci, kx, ky, kb) = 0.0f;
+            grad_w(cb, ci, kx, ky, kb) += chunk_grad(cb, ci, kx, ky, kb, rj);
+        }
+        if (winograd.active) {
+            // G^T grad_w G: the products' gradient back to the 3x3 kernel.
+            // Still channel-blocked, so that the CPU schedule vectorises it.
+            const auto gt = transposed(winograd.matrices().g);
+            std::vector<Expr> u, v;
+            for (int i = 0; i < winograd.alpha; i++) u.push_back(grad_w(cb, ci, i, b, kb));
+            grad_kernel_rows(cb, ci, kx, b, kb) = winograd_apply(gt, kx, u);
+            for (int i = 0; i < winograd.alpha; i++) v.push_back(grad_kernel_rows(cb, ci, kx, i, kb));
+            grad_kernel(cb, ci, kx, ky, kb) = winograd_apply(gt, ky, v);
+            d_weight(kx, ky, ci, co) = grad_kernel(co % B, ci, kx, ky, co / B);
+        } else {
+            d_weight(kx, ky, ci, co) = grad_w(co % B, ci, kx, ky, co / B);
+        }
+
+        RDom r(0, WO(), 0, HO(), 0, N, "r");
+        grad_b(co) = 0.0f;
+        grad_b(co) += d_output(r.x, r.y, co, r.z);
+        d_bias(co) = grad_b(co);
+    }
+
+    void schedule() {
+        pin_shape(d_output, output_shape());
+        pin_shape(input, input_shape());
+        pin_shape(d_weight, weight_shape());
+        pin_shape(d_bias, {CO});
+        if (using_autoscheduler()) return;
+        if (gpu()) {
+            schedule_gpu();
+        } else {
+            schedule_cpu();
+        }
+    }
+
+private:
+    // Winograd, the adjoint of the forward's: the gradient of the
+    // product M (cb, tile, kb, a, b) is A dY A^T for each tile's m x m output
+    // gradient dY, and the gradient of the transformed kernel U is the sum over
+    // tiles of dM times the forward's V = B^T d B: (m+2)^2 products (output
+    // channels x tiles times tiles x input channels). chunk_grad keeps the
+    // direct version's dimensions, with (kx, ky) standing for the product's
+    // (a, b), 0..m+1, so that both share the chunked reduction and its schedule.
+    void define_winograd_grad() {
+        src = channels_last_padded(input, W, H, P, "input_padded");
+        define_winograd_input(winograd, src);
+        // Odd output sizes: the last tiles' missing outputs have zero gradient.
+        Func d_out_ext = BoundaryConditions::constant_exterior(d_output, 0.0f, {{0, WO()}, {0, HO()}});
+        d_out_blocked = Func("d_output_blocked");
+        d_out_blocked(cb, x, y, kb, n) = d_out_ext(x, y, kb * B + cb, n);
+        const auto at_adjoint = transposed(winograd.matrices().at);
+        const int m = winograd.m;
+        std::vector<Expr> dy, rows;
+        for (int i = 0; i < m; i++) dy.push_back(d_out_blocked(cb, m * tx + i, m * ty + row, kb, n));
+        grad_rows(cb, tx, ty, kb, n, a, row) = winograd_apply(at_adjoint, a, dy);
+        for (int i = 0; i < m; i++) rows.push_back(grad_rows(cb, tx, ty, kb, n, a, i));
+        grad_product(cb, tx, ty, kb, n, a, b) = winograd_apply(at_adjoint, b, rows);
+        rp = RDom(0, winograd.tiles_x, 0, winograd.tiles_y, 0, NC, "rp");  // (tx, ty, image in chunk)
+        Expr image = j * NC + rp.z;
+        chunk_grad(cb, ci, kx, ky, kb, j) = 0.0f;
+        chunk_grad(cb, ci, kx, ky, kb, j) += grad_product(cb, rp.x, rp.y, kb, image, kx, ky) *
+                                             winograd.input(ci, rp.x, rp.y, image, kx, ky);
+    }
+
+    // Images per chunk: enough positions (pixels, or Winograd tiles) per chunk
+    // that adding a register tile into the partial sums is rare, since the
+    // partial sums (CI*CO*K*K floats, or CI*CO*(m+2)^2) do not fit in cache.
+    // Measured on the 2-core AVX-512 machine: 512-channel 3x3 went from 49% to
+    // 65% of peak (per CPU-second) with chunks of >= 512 pixels instead of
+    // L2-sized ones. A chunk's tiles sweep the channel blocks outermost, so
+    // each block's slice of d_output stays in L2.
+    int chunk_images(int per_image, int wanted) const {
+        const int halves = N % 2 == 0 ? 2 : 1;
+        const int per_half = N / halves;
+        for (int d = 1; d <= per_half; d++) {
+            if (per_half % d == 0 && d * per_image >= wanted) return d;
+        }
+        return per_half;
+    }
+
+    // Not yet timed on a GPU (none lent to this task); proven on PoCL. Each
+    // chunk's partial sums in one kernel: a thread owns one output channel (the
+    // 16 lanes of cb adjacent, for coalescing) and a register tile of rc input
+    // channels times the K taps of a row; then one kernel adds the chunks.
+    void schedule_gpu() {
+        int rc = 1;
+        for (int v = 4; v >= 1; v--) {
+            if (CI % v == 0) {
+                rc = v;
+                break;
+            }
+        }
+        const int groups = CI / rc;
+        int per_block = std::min(groups, 16);  // channel groups per GPU block: a divisor of groups
+        while (groups % per_block) per_block--;
+        Var cio{"cio"}, cii{"cii"}, cioo{"cioo"}, cioi{"cioi"}, kbj{"kbj"};
+        Func tiles = chunk_grad.in(grad_w);
+        tiles.compute_root()
+            .split(ci, cio, cii, rc)
+            .split(cio, cioo, cioi, per_block)
+            .fuse(kb, j, kbj)
+            .reorder(kx, cii, cb, cioi, cioo, ky, kbj)
+            .unroll(kx)
+            .unroll(cii)
+            .gpu_threads(cb, cioi)
+            .gpu_blocks(cioo, ky, kbj);
+        chunk_grad.compute_at(tiles, cb).unroll(kx).unroll(ci);  // one thread's registers
+        chunk_grad.update().reorder(kx, ci, rp.x, rp.y, rp.z, cb, ky, kb, j).unroll(kx).unroll(ci);
+        schedule_flat_gpu(grad_w, {cb, ci, kx, ky, kb});
+        if (!single_chunk) flat_gpu_loop(grad_w.update(), {cb, ci, kx, ky, kb});
+        schedule_flat_gpu(d_weight, {kx, ky, ci, co});
+        schedule_flat_gpu(d_bias, {co});
+        schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
+        schedule_flat_gpu(src, {c, x, y, n});
+        schedule_flat_gpu(d_out_blocked, {cb, x, y, kb, n});
+        if (winograd.active) {
+            schedule_flat_gpu(winograd.input, {c, tx, ty, n, a, b});
+            schedule_flat_gpu(grad_product, {cb, tx, ty, kb, n, a, b});
+        }
+    }
+
+    void schedule_cpu() {
+        // Register tile: vo channel vectors x tc input channels x the K taps of
+        // a row, which share each d_output vector. Winograd's 16 products share
+        // no operand: a tile is vo x tc of one of them.
+        const bool taps_in_tile = !winograd.active;
+        const int blocks = CO / B, taps = taps_in_tile ? int(K) : 1;
+        int vo = 1, tc = 1;
+        for (int v = 1; v <= std::min(blocks, 4); v++) {
+            if (blocks % v) continue;
+            for (int t = 1; t <= CI; t++) {
+                if (CI % t || v * t * taps > registers().max_accumulators()) continue;
+                if (v * t > vo * tc || (v * t == vo * tc && v > vo)) vo = v, tc = t;
+            }
+        }
+        const int chunks = N / NC;
+        if (single_chunk) return schedule_single_chunk_cpu(vo, tc);
+        // Chunks in two halves, one per core, each with its own partial sums.
+        const int halves = chunks % 2 == 0 ? 2 : 1;
+        RVar rj_outer{"rj_outer"}, rj_inner{"rj_inner"};
+        Var half{"half"}, cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, cig{"cig"};
+        grad_w.update().split(rj.x, rj_outer, rj_inner, chunks / halves);
+        Func partial = grad_w.update().rfactor(rj_outer, half);
+        partial.compute_root().vectorize(cb).parallel(half);
+        // Tiles sweep 16 input channels (one cache line of the channels-last
+        // input per pixel) for every channel block before the next 16: that
+        // input slice stays in L2 while the blocks' d_output slices stream.
+        int group = std::max(1, 16 / tc);
+        while ((CI / tc) % group) group--;
+        partial.update()
+            .split(ci, cio, cii, tc)
+            .split(cio, cig, cio, group)
+            .split(kb, kbo, kbi, vo)
+            .vectorize(cb)
+            .unroll(kbi)
+            .unroll(cii)
+            .parallel(half);
+        // The tile's accumulators, over one chunk: small enough for registers.
+        chunk_grad.vectorize(cb).unroll(kb).unroll(ci);
+        chunk_grad.update().vectorize(cb).unroll(kb).unroll(ci);
+        if (taps_in_tile) {
+            partial.update().reorder(cb, kbi, cii, kx, ky, cio, kbo, cig, rj_inner, half).unroll(kx);
+            chunk_grad.compute_at(partial, ky).unroll(kx);
+            chunk_grad.update().reorder(cb, kb, ci, kx, rp.x, rp.y, rp.z, ky, j).unroll(kx);
+        } else {
+            // One product at a time: its slices of both operands stay in L1/L2.
+            partial.update().reorder(cb, kbi, cii, cio, kbo, cig, kx, ky, rj_inner, half);
+            chunk_grad.compute_at(partial, cio);
+            chunk_grad.update().reorder(cb, kb, ci, rp.x, rp.y, rp.z, kx, ky, j);
+        }
+        // One chunk of each operand at a time, where its tiles are made.
+        src.compute_at(partial, rj_inner);
+        schedule_repack_cpu(src, CI);
+        d_out_blocked.compute_at(partial, rj_inner).vectorize(cb);
+        if (winograd.active) {
+            schedule_winograd_input_cpu(winograd, LoopLevel(partial, rj_inner), CI);
+            grad_product.compute_at(partial, rj_inner)
+                .reorder(cb, a, b, tx, ty, kb, n)
+                .vectorize(cb)
+                .unroll(a)
+                .unroll(b);
+        }
+        grad_w.compute_root().vectorize(cb).parallel(kb);
+        grad_w.update().vectorize(cb).parallel(kb);
+        schedule_weight_gradient_cpu();
+    }
+    // d_weight from grad_w; with Winograd, through G^T . G on 16-channel vectors.
+    void schedule_weight_gradient_cpu() {
+        d_weight.parallel(co);
+        if (winograd.active) {
+            grad_kernel.compute_root().vectorize(cb).unroll(kx).unroll(ky).parallel(kb);
+            grad_kernel_rows.compute_at(grad_kernel, ci).vectorize(cb).unroll(kx).unroll(b);
+        }
+        schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
+    }
+
+    // Winograd with the whole batch as one chunk: the products are divided
+    // between the cores, and each register tile is stored straight into
+    // grad_w. Partial sums per core would be CI*CO*(m+2)^2 floats each (26 MB
+    // at 512 channels), zeroed, re-read and added: memory traffic that
+    // outweighed the products.
+    void schedule_single_chunk_cpu(int vo, int tc) {
+        Var cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, product{"product"};
+        grad_w.compute_root()
+            .split(ci, cio, cii, tc)
+            .split(kb, kbo, kbi, vo)
+            .reorder(cb, kbi, cii, cio, kbo, kx, ky)
+            .fuse(kx, ky, product)
+            .vectorize(cb)
+            .unroll(kbi)
+            .unroll(cii)
+            .parallel(product);
+        chunk_grad.compute_at(grad_w, cio).vectorize(cb).unroll(kb).unroll(ci);
+        chunk_grad.update()
+            .reorder(cb, kb, ci, rp.x, rp.y, rp.z, kx, ky, j)
+            .vectorize(cb)
+            .unroll(kb)
+            .unroll(ci);
+        // The transforms for the whole batch, image by image in parallel.
+        schedule_winograd_input_cpu(winograd, LoopLevel::root(), CI);
+        winograd.input.parallel(n);
+        src.compute_at(winograd.input, n);
+        schedule_repack_cpu(src, CI);
+        grad_product.compute_root().reorder(cb, a, b, tx, ty, kb, n).vectorize(cb).unroll(a).unroll(b).parallel(n);
+        d_out_blocked.compute_at(grad_product, n).vectorize(cb);
+        schedule_weight_gradient_cpu();
+    }
+
+    Var j{"j"};  // chunk of NC images
+    int B = 1, NC = 1, stride = 1;
+    bool single_chunk = false;  // Winograd only: see schedule_single_chunk_cpu
+    RDom rp, rj;
+    Winograd winograd;
+    Func grad_rows{"winograd_grad_rows"}, grad_product{"winograd_grad_product"};
+    Func grad_kernel_rows{"winograd_grad_kernel_rows"}, grad_kernel{"winograd_grad_kernel"};
+    Func src, d_out_blocked, chunk_grad{"chunk_grad"}, grad_w{"grad_w"}, grad_b{"grad_b"};
+};
+
+}  // namespace
+}  // namespace hlnet
+
+HALIDE_REGISTER_GENERATOR(hlnet::Conv2dForward, conv2d_forward)
+HALIDE_REGISTER_GENERATOR(hlnet::Conv2dBackwardData, conv2d_backward_data)
+HALIDE_REGISTER_GENERATOR(hlnet::Conv2dBackwardWeights, conv2d_backward_weights)

@@ -1,0 +1,148 @@
+// CPU schedules of the convolution algorithm (conv2d_base.h): register tiles
+// of 16-float channel blocks (tiles.h), images or chunks in parallel.
+#pragma once
+
+#include "conv2d_base.h"
+
+namespace hlnet {
+
+// CPU schedule of a Winograd convolution read by `out` (NCHW, channel var
+// ch), chunk by chunk of w.images images, the chunks in parallel: the
+// chunk's input transform, the (m+2)^2 products one after another in
+// register tiles (a block of a product's transformed weights stays in L1
+// while the tiles sweep the chunk), then the output transform and the
+// NCHW copy.
+template <typename T>
+void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width) {
+    Var no{"no"}, ni{"ni"};
+    out.split(n, no, ni, w.images);
+    const Var chunk = schedule_unblock_cpu(out, ch, w.output, width, w.B, no, ni);
+    src.compute_at(out, chunk);
+    schedule_repack_cpu(src, in_channels);
+
+    w.weights.compute_root().reorder(cb, a, b, c, kb).vectorize(cb).unroll(a).unroll(b).parallel(kb);
+
+    schedule_winograd_input_cpu(w, LoopLevel(out, chunk), in_channels);
+
+    // Register tile over tiles (tx, ty), or over images where an image has
+    // only a few tiles (the 3x3 layers: one).
+    w.product_tiles = w.product.in(w.output);
+    Var txo{"txo"}, tyo{"tyo"}, txi{"txi"}, tyi{"tyi"}, kbo{"kbo"}, kbi{"kbi"};
+    if (w.tiles_x * w.tiles_y >= 4) {
+        const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.tiles_y, registers());
+        w.product_tiles.compute_at(out, chunk)
+            .split(tx, txo, txi, t.tx)
+            .split(ty, tyo, tyi, t.ty)
+            .split(kb, kbo, kbi, t.vo)
+            .reorder(cb, kbi, txi, tyi, txo, tyo, n, kbo, a, b)
+            .unroll(txi)
+            .unroll(tyi);
+        w.product.compute_at(w.product_tiles, txo).unroll(tx).unroll(ty);
+        w.product.update().reorder(cb, kb, tx, ty, w.r, n, a, b).unroll(tx).unroll(ty);
+    } else {
+        const RegisterTile t = choose_tile(w.blocks, w.images, 1, registers());
+        Var no_{"no"}, ni_{"ni"};
+        w.product_tiles.compute_at(out, chunk)
+            .split(n, no_, ni_, t.tx)
+            .split(kb, kbo, kbi, t.vo)
+            .reorder(cb, kbi, ni_, tx, ty, no_, kbo, a, b)
+            .unroll(ni_);
+        w.product.compute_at(w.product_tiles, no_).unroll(n);
+        w.product.update().reorder(cb, kb, n, w.r, tx, ty, a, b).unroll(n);
+    }
+    w.product_tiles.vectorize(cb).unroll(kbi);
+    w.product.vectorize(cb).unroll(kb);
+    w.product.update().vectorize(cb).unroll(kb);
+
+    Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"};
+    w.output.compute_at(out, chunk)
+        .split(x, xo, xi, w.m)
+        .split(y, yo, yi, w.m)
+        .reorder(cb, xi, yi, xo, yo, kb, n)
+        .vectorize(cb)
+        .unroll(xi)
+        .unroll(yi);
+}
+
+// The input transform, computed at `level` (a chunk of images): all of a
+// tile's values from one patch, 16 channels at a time.
+template <typename T>
+void Conv2dBase<T>::schedule_winograd_input_cpu(Winograd &w, LoopLevel level, int in_channels) {
+    w.input.compute_at(level).reorder(c, a, b, tx, ty, n).unroll(a).unroll(b);
+    w.input_rows.compute_at(w.input, tx).reorder(c, a, row, tx, ty, n).unroll(a).unroll(row);
+    const int lanes = channel_block(in_channels);
+    if (lanes >= 4) {
+        w.input.vectorize(c, lanes);
+        w.input_rows.vectorize(c, lanes);
+    }
+}
+
+// CPU schedule of the NCHW result `out` (channel var ch) read out of the
+// channel-blocked `tiles`, images in parallel. With whole blocks of 16
+// channels, a 16-channel x `vx`-pixel square is loaded as vectors along
+// channels and stored as vectors along x, transposed in registers;
+// otherwise vectors along x with strided loads. (Scalar, this copy took
+// two thirds of the 7x7 stem.)
+// The images loop is n, or (chunk, image) where the caller split n in
+// chunks; returns the parallel loop, at which per-image (or per-chunk)
+// producers are computed.
+template <typename T>
+Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B) {
+    return schedule_unblock_cpu(out, ch, tiles, width, B, n, n);
+}
+
+template <typename T>
+Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B, Var chunk, Var image) {
+    out.parallel(chunk);
+    const int vx = channel_block(width);
+    if (B == 16 && vx >= 4) {
+        Var xo{"xo"}, xi{"xi"}, cho{"cho"}, chi{"chi"};
+        out.split(x, xo, xi, vx)
+            .split(ch, cho, chi, B)
+            .reorder(xi, chi, xo, y, cho, image)
+            .vectorize(xi)
+            .unroll(chi);
+        tiles.in(out).compute_at(out, xo).vectorize(cb).unroll(x);
+    } else if (vx >= 4) {
+        out.vectorize(x, vx);
+    }
+    return chunk;
+}
+
+// CPU schedule of a channels-last repack with `channels` channels.
+template <typename T>
+void Conv2dBase<T>::schedule_repack_cpu(Func f, int channels) {
+    if (channels % 16 == 0) f.vectorize(c, 16);
+}
+
+// CPU schedule of a blocked convolution `acc` (reduction r) of `blocks`
+// channel blocks over a (width, height) grid, computed image by image inside
+// `consumer` (which is parallel over images): a register tile per
+// `choose_tile`, the blocks loop outermost so its weights stay in cache
+// while the tiles sweep the image.
+template <typename T>
+Func Conv2dBase<T>::schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width,
+                                              int height) {
+    const RegisterTile t = choose_tile(blocks, width, height, registers());
+    Func tiles = acc.in(consumer);
+    Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"}, kbo{"kbo"}, kbi{"kbi"};
+    tiles.compute_at(consumer, consumer_n)
+        .split(x, xo, xi, t.tx)
+        .split(y, yo, yi, t.ty)
+        .split(kb, kbo, kbi, t.vo)
+        .reorder(cb, kbi, xi, yi, xo, yo, kbo, n)
+        .vectorize(cb)
+        .unroll(kbi)
+        .unroll(xi)
+        .unroll(yi);
+    acc.compute_at(tiles, xo).vectorize(cb).unroll(kb).unroll(x).unroll(y);
+    acc.update()
+        .reorder(cb, kb, x, y, r.x, r.y, r.z, n)
+        .vectorize(cb)
+        .unroll(kb)
+        .unroll(x)
+        .unroll(y);
+    return tiles;
+}
+
+}  // namespace hlnet

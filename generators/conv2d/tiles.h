@@ -1,0 +1,107 @@
+// Register and thread tiles of the convolutions: sized from the target, not
+// tuned for one machine (docs/INTERNALS.md, "CPU register tiles").
+#pragma once
+
+#include <algorithm>
+
+#include "../common.h"
+
+namespace hlnet {
+
+// The CPU's vector register file, which sizes every register tile. The
+// blocked layouts keep channels in blocks of 16 floats: one zmm on AVX-512, two
+// ymm on AVX2, four q registers on NEON.
+struct VectorRegisters {
+    int count, lanes;
+    int per_block() const { return std::max(1, 16 / lanes); }
+    // Accumulator blocks that fit with room left for the operands (a quarter
+    // of the file): 24 on AVX-512, 6 on AVX2 (16 ymm) and NEON (32 x 128-bit).
+    int max_accumulators() const { return count * 3 / 4 / per_block(); }
+};
+
+inline VectorRegisters vector_registers(const Target &t) {
+    const int count = t.has_feature(Target::AVX512) || t.arch == Target::ARM ? 32 : 16;
+    return {count, t.natural_vector_size<float>()};
+}
+
+// Register tile of a blocked convolution: `vo` blocks of output channels times
+// `tx` x `ty` pixels, at most max_accumulators() blocks, with the vo weight
+// blocks and a broadcast beside them.
+struct RegisterTile {
+    int vo, tx, ty;
+};
+
+inline RegisterTile choose_tile(int blocks, int width, int height, const VectorRegisters &regs) {
+    const int max_acc = regs.max_accumulators();
+    RegisterTile best{1, 1, 1};
+    double best_cost = 1e9;
+    for (int vo = 1; vo <= std::min(blocks, 8); vo++) {
+        if (blocks % vo) continue;
+        for (int tx = 1; tx <= std::min(width, 8); tx++) {
+            if (width % tx) continue;
+            for (int ty = 1; ty <= std::min(height, 4); ty++) {
+                if (height % ty) continue;
+                const int acc = vo * tx * ty;
+                // Accumulators, weight blocks and a broadcast, one register spare:
+                // on AVX-512, 24 + 8 spilled on the 512-channel 3x3 layer.
+                if (acc > max_acc || (acc + vo) * regs.per_block() + 1 > regs.count - 1) continue;
+                // Loads per FMA (vo weight vectors + tx*ty broadcasts), then fewer accumulators lost.
+                const double cost = double(vo + tx * ty) / acc + 0.01 * (max_acc - acc);
+                if (cost < best_cost) best_cost = cost, best = {vo, tx, ty};
+            }
+        }
+    }
+    return best;
+}
+
+// GPU tile of a direct NCHW convolution with a (width, height) output of
+// `channels` channels and `batch` images (schedule_direct_conv_gpu). A thread
+// keeps rc output channels x rx pixels along x (or rn images where the width is
+// not a multiple of 4: the 6x6 and 3x3 layers) in registers, and per step of
+// the reduction loads rc weights (one vector, shared by the warp) and its
+// inputs. The tile shrinks (channels first, to no fewer than 8 accumulators)
+// while the launch would have fewer threads than an H100's 132 SMs hold (2048
+// each). Measured on an H200 (docs/PERFORMANCE.md): the shrinking took the
+// 12x12 layer from 1.50 to 1.09 ms and left the 6x6 and 3x3 unchanged. A block
+// spans xt x ty x tn pixel threads (whole rows, up to 36, several images where
+// an image is smaller) times tc channel threads, up to 288 threads (9 warps);
+// the batch is split further while the launch would have fewer than two
+// blocks per SM.
+struct GpuConvTile {
+    int rc, rx, rn;  // per thread: channels, pixels along x, images
+    int xt, ty, tn, tc;  // per block: threads along x, rows, image groups, channel groups
+    int threads() const { return xt * ty * tn * tc; }
+};
+
+inline int largest_divisor(int n, int at_most) {
+    for (int d = std::max(1, std::min(n, at_most)); d > 1; d--) {
+        if (n % d == 0) return d;
+    }
+    return 1;
+}
+
+inline GpuConvTile choose_gpu_tile(int channels, int width, int height, int batch) {
+    GpuConvTile t{};
+    t.rc = channel_block(channels, 8);
+    t.rx = width % 4 == 0 ? 4 : 1;
+    t.rn = t.rx == 1 ? channel_block(batch, 4) : 1;
+    // Pixels along x read overlapping input windows that take registers too:
+    // 8 x 4 needed 72-96, over the 64 that Halide's CUDA runtime lets the
+    // driver's JIT use (ncu: spills at 24x24), so at most 4 x 4 there.
+    if (t.rx > 1) t.rc = std::min(t.rc, 4);
+    const long outputs = long(channels) * width * height * batch, enough_threads = 132L * 2048;
+    while (outputs / (t.rc * t.rx * t.rn) < enough_threads && t.rc * t.rx * t.rn > 8) {
+        if (t.rc > 4 || (t.rc > 1 && t.rx * t.rn == 1)) t.rc /= 2;
+        else if (t.rx > 1) t.rx /= 2;
+        else t.rn /= 2;
+    }
+    t.xt = width / t.rx;
+    t.ty = largest_divisor(height, std::max(1, 36 / t.xt));
+    t.tn = largest_divisor(batch / t.rn, std::max(1, 36 / (t.xt * t.ty)));
+    t.tc = largest_divisor(channels / t.rc, std::max(1, 288 / (t.xt * t.ty * t.tn)));
+    auto blocks = [&] { return (height / t.ty) * (batch / (t.rn * t.tn)) * (channels / (t.rc * t.tc)); };
+    while (blocks() < 2 * 132 && t.tn > 1) t.tn = largest_divisor(batch / t.rn, t.tn - 1);
+    return t;
+}
+
+}  // namespace hlnet
