@@ -33,10 +33,12 @@ import torch_reference as ref  # noqa: E402
 
 
 def hlnet_step_ms(bench, steps, warmup, data):
+    """The median step in ms, and the bench's machine line (CPU builds: model, vector extensions, FMA peak)."""
     out = subprocess.run([bench, "--steps", str(steps), "--warmup", str(warmup), "--data", data],
                          check=True, capture_output=True, text=True).stdout
     print(out.rstrip())
-    return float(re.search(r"step\s+([\d.]+) ms", out).group(1))
+    machine = re.search(r"^machine: .*$", out, re.M)
+    return float(re.search(r"step\s+([\d.]+) ms", out).group(1)), machine.group(0) if machine else ""
 
 
 # Operator kinds of the profile, matched in order against aten operator names.
@@ -109,12 +111,14 @@ def main():
     torch.set_num_threads(a.threads)
     os.environ.setdefault("HL_NUM_THREADS", str(a.threads))
 
-    hl = hlnet_step_ms(os.path.join(a.spec_build, f"{name}_bench"), a.steps, a.warmup, a.data)
+    hl, machine = hlnet_step_ms(os.path.join(a.spec_build, f"{name}_bench"), a.steps, a.warmup, a.data)
     modes = ["fp32", "tf32", "amp"] if a.device == "cuda" else ["fp32"]
     pt = {m: torch_step_ms(graph, a.steps, a.warmup, a.data, a.device, m, a.profile and m == "fp32") for m in modes}
     batch = graph["batch"]
     where = torch.cuda.get_device_name() if a.device == "cuda" else f"CPU, {a.threads} threads"
     print(f"\n{name}, batch {batch}, {where}, median of {a.steps} steps after {a.warmup} warm-up")
+    if machine:
+        print(machine)
     print(f"{'':22}{'ms/step':>12}{'images/s':>12}{'hlnet speed-up':>16}")
     print(f"{'hlnet':22}{hl:12.1f}{batch * 1000 / hl:12.1f}")
     for m, ms in pt.items():

@@ -12,6 +12,9 @@
 #include <string>
 
 #include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -111,4 +114,43 @@ FmaPeak measure_fma_peak(int threads, long iterations) {
     const double cpu_seconds = process_cpu_seconds() - cpu0;
     const double flops = 2.0 * k.lanes * k.chains * double(iterations) * threads;
     return {flops / seconds / 1e9, flops / cpu_seconds / 1e9, k.isa};
+}
+
+namespace {
+
+// The value of the first /proc/cpuinfo line that starts with one of `keys`.
+std::string cpuinfo_field(std::initializer_list<const char *> keys) {
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(cpuinfo, line))
+        for (const char *key : keys)
+            if (line.rfind(key, 0) == 0 && line.find(':') != std::string::npos) return line.substr(line.find(':') + 2);
+    return "";
+}
+
+}  // namespace
+
+std::string cpu_model() {
+    std::string model = cpuinfo_field({"model name", "Model", "CPU part"});
+    return model.empty() ? "unknown CPU" : model;
+}
+
+std::string vector_extensions() {
+    std::istringstream flags(cpuinfo_field({"flags", "Features"}));
+    std::string flag, out;
+    for (std::string f; flags >> f;) {
+        const bool vector = f == "avx" || f == "avx2" || f == "fma" || f.rfind("avx512", 0) == 0 || f == "asimd" ||
+                            f == "sve" || f == "sve2" || f == "neon";
+        if (vector) out += (out.empty() ? "" : " ") + f;
+    }
+    return out.empty() ? "none listed" : out;
+}
+
+std::string machine_line(int threads) {
+    const FmaPeak peak = measure_fma_peak(threads, 20'000'000);
+    char text[512];
+    std::snprintf(text, sizeof text, "machine: %s; vector extensions: %s; FMA peak %.1f GFLOP/s on %d threads (%s), "
+                  "%.1f per CPU-second of one core", cpu_model().c_str(), vector_extensions().c_str(), peak.gflops,
+                  threads, peak.isa, peak.gflops_per_core);
+    return text;
 }

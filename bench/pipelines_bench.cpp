@@ -212,14 +212,6 @@ double time_step(hlnet::Model &model, hlnet::Split &train, int steps) {
     return median(ms);
 }
 
-std::string machine_name() {
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(cpuinfo, line))
-        if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-    return "unknown CPU";
-}
-
 std::string utc_now() {
     char text[32];
     const std::time_t now = std::time(nullptr);
@@ -233,7 +225,7 @@ int run(const Options &o) {
     Report report;
     report.model = info.name;
     report.batch = info.batch;
-    report.machine = machine_name();
+    report.machine = cpu_model();
     report.date = utc_now();
     report.reps = int(o.reps.value_or(11));
     report.tolerance = o.tolerance.value_or(1e-4);

@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "cli.h"
 #include "error.h"
+#include "fma_peak.h"
 #include "idx.h"
 #include "trainer.h"
 
@@ -66,6 +69,11 @@ int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
     }
 
     const double step = median(step_ms);
+#if defined(HLNET_TARGET_HOST)
+    const char *threads_env = std::getenv("HL_NUM_THREADS");
+    std::printf("%s\n", machine_line(threads_env ? std::atoi(threads_env) : int(std::thread::hardware_concurrency()))
+                             .c_str());
+#endif
     std::printf("%s training step, batch %d, input %dx%dx%d: median of %lld steps after %lld warm-up\n",
                 info.name, info.batch, info.channels, info.height, info.width, (long long)steps,
                 (long long)warmup);
