@@ -2,6 +2,8 @@
 // update) on real batches; prints the median of each phase over --steps
 // steps after --warmup untimed ones, and images/s of the median step.
 // A benchmark, never a pass/fail test.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,11 +15,28 @@
 #include "error.h"
 #include "fma_peak.h"
 #include "idx.h"
+#include "scratch_pool.h"
 #include "trainer.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// What the process asked of the system: minor page faults and system CPU time
+// (getrusage), and the scratch pool's allocations from the system.
+struct Usage {
+    int64_t page_faults = 0, allocations = 0;
+    double system_ms = 0;
+    static Usage now() {
+        rusage r{};
+        getrusage(RUSAGE_SELF, &r);
+        return {r.ru_minflt + r.ru_majflt, hlnet::scratch_pool_stats().system_allocations,
+                r.ru_stime.tv_sec * 1e3 + r.ru_stime.tv_usec / 1e3};
+    }
+    Usage operator-(const Usage &o) const {
+        return {page_faults - o.page_faults, allocations - o.allocations, system_ms - o.system_ms};
+    }
+};
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -27,6 +46,7 @@ double median(std::vector<double> v) {
 
 int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
     hlnet::install_halide_error_handler();
+    hlnet::install_scratch_pool();
     hlnet::Model model;
     const hlnet::ModelInfo &info = model.info;
     model.initialize(info.seed);
@@ -49,6 +69,7 @@ int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
         return elapsed;
     };
 
+    Usage timed_start = Usage::now();
     for (int64_t s = 0; s < warmup + steps; s++) {
         for (int i = 0; i < info.batch; i++) input.indices(i) = int32_t((s * info.batch + i) % train.count());
         input.indices.set_host_dirty();
@@ -61,6 +82,7 @@ int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
         const double b = sync_and_lap(&t);
         hlnet::check_pipeline(graph.update(info.lr, info.momentum, info.weight_decay), "update", s);
         const double u = sync_and_lap(&t);
+        if (s + 1 == warmup) timed_start = Usage::now();  // the timed steps' system work, after the warm-up
         if (s < warmup) continue;
         ms[kForward].push_back(f);
         ms[kBackward].push_back(b);
@@ -81,6 +103,15 @@ int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
     std::printf("  backward  %10.2f ms\n", median(ms[kBackward]));
     std::printf("  update    %10.2f ms\n", median(ms[kUpdate]));
     std::printf("  step      %10.2f ms  %10.1f images/s\n", step, info.batch * 1000.0 / step);
+    const Usage used = Usage::now() - timed_start;
+    std::printf("  per step: %.0f page faults, %.1f ms system time", double(used.page_faults) / steps,
+                used.system_ms / steps);
+    const hlnet::ScratchPoolStats pool = hlnet::scratch_pool_stats();
+    if (pool.system_allocations + pool.reuses > 0)
+        std::printf("; scratch pool: %.1f new blocks per step, %.0f MiB held\n", double(used.allocations) / steps,
+                    pool.bytes_held / 1048576.0);
+    else
+        std::printf("; scratch pool off (HLNET_SCRATCH_POOL=0) or unused (GPU builds)\n");
     return 0;
 }
 

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "progress.h"
 #include "random.h"
+#include "scratch_pool.h"
 
 namespace hlnet {
 
@@ -329,6 +330,7 @@ void print_model(const ModelInfo &info, int64_t epochs, double lr, uint64_t seed
 
 int run_trainer(const TrainOptions &opt) {
     install_halide_error_handler();
+    install_scratch_pool();
     Model model;
     const ModelInfo &info = model.info;
     if (!opt.schedule.empty()) model.graph().select_schedule(opt.schedule);  // before any work: it may fail
