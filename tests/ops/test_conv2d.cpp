@@ -13,27 +13,41 @@ struct ConvShape {
     int WO() const { return (W + 2 * P - K) / S + 1; }
 };
 
-// Calls f(ox, oy, co, n, ix, iy, kx, ky, ci) for every tap that lands inside the input.
+// Calls f(ox, oy, co, n, ix, iy, kx, ky, ci) for every tap that lands inside
+// the input. Output pixels innermost: the references walk planes in memory
+// order (10x faster at ResNet-18's real shapes than channels innermost).
 template <typename F>
 void for_each_tap(const ConvShape &s, F f) {
+    const int ho = s.HO(), wo = s.WO();
     for (int n = 0; n < s.N; n++)
         for (int co = 0; co < s.CO; co++)
-            for (int oy = 0; oy < s.HO(); oy++)
-                for (int ox = 0; ox < s.WO(); ox++)
-                    for (int ci = 0; ci < s.CI; ci++)
-                        for (int ky = 0; ky < s.K; ky++)
-                            for (int kx = 0; kx < s.K; kx++) {
+            for (int ci = 0; ci < s.CI; ci++)
+                for (int ky = 0; ky < s.K; ky++)
+                    for (int kx = 0; kx < s.K; kx++)
+                        for (int oy = 0; oy < ho; oy++)
+                            for (int ox = 0; ox < wo; ox++) {
                                 int ix = ox * s.S + kx - s.P, iy = oy * s.S + ky - s.P;
                                 if (ix >= 0 && ix < s.W && iy >= 0 && iy < s.H) f(ox, oy, co, n, ix, iy, kx, ky, ci);
                             }
 }
 
+// A dense 4-D buffer indexed with its strides computed once (Buffer's own
+// operator() walks its dimension list on every access: 6x slower here).
+struct Dense4 {
+    double *p;
+    int s1, s2, s3;
+    explicit Dense4(const Buffer<double> &b)
+        : p(const_cast<double *>(b.data())), s1(b.dim(1).stride()), s2(b.dim(2).stride()), s3(b.dim(3).stride()) {}
+    double &operator()(int i, int j, int k, int l) const { return p[i + s1 * j + s2 * k + s3 * l]; }
+};
+
 Buffer<double> conv_reference(const ConvShape &s, const Buffer<double> &in, const Buffer<double> &w,
                               const Buffer<double> &b) {
     Buffer<double> out(s.WO(), s.HO(), s.CO, s.N);
     out.for_each_element([&](int ox, int oy, int co, int n) { out(ox, oy, co, n) = b(co); });
+    const Dense4 o(out), wv(w), iv(in);
     for_each_tap(s, [&](int ox, int oy, int co, int n, int ix, int iy, int kx, int ky, int ci) {
-        out(ox, oy, co, n) += w(kx, ky, ci, co) * in(ix, iy, ci, n);
+        o(ox, oy, co, n) += wv(kx, ky, ci, co) * iv(ix, iy, ci, n);
     });
     return out;
 }
@@ -68,9 +82,10 @@ void check_conv(const ConvShape s, Forward forward, BackwardData backward_data, 
     d_w_ref.fill(0.0);
     d_b_ref.fill(0.0);
     d_out_d.for_each_element([&](int ox, int oy, int co, int n) { d_b_ref(co) += d_out_d(ox, oy, co, n); });
+    const Dense4 d_in_v(d_in_ref), d_w_v(d_w_ref), w_v(w_d), in_v(in_d), d_out_v(d_out_d);
     for_each_tap(s, [&](int ox, int oy, int co, int n, int ix, int iy, int kx, int ky, int ci) {
-        d_in_ref(ix, iy, ci, n) += w_d(kx, ky, ci, co) * d_out_d(ox, oy, co, n);
-        d_w_ref(kx, ky, ci, co) += in_d(ix, iy, ci, n) * d_out_d(ox, oy, co, n);
+        d_in_v(ix, iy, ci, n) += w_v(kx, ky, ci, co) * d_out_v(ox, oy, co, n);
+        d_w_v(kx, ky, ci, co) += in_v(ix, iy, ci, n) * d_out_v(ox, oy, co, n);
     });
     check_close(d_in, d_in_ref, "d_input");
     check_close(d_w, d_w_ref, "d_weight");
