@@ -61,7 +61,7 @@ inline RegisterTile choose_tile(int blocks, int width, int height, const VectorR
 // the reduction loads rc weights (one vector, shared by the warp) and its
 // inputs. The tile shrinks (channels first, to no fewer than 8 accumulators)
 // while the launch would have fewer threads than an H100's 132 SMs hold (2048
-// each). Measured on an H200 (docs/PERFORMANCE.md): the shrinking took the
+// each). Measured on an H200 (commit 1b186fd, docs/PERFORMANCE.md): it took the
 // 12x12 layer from 1.50 to 1.09 ms and left the 6x6 and 3x3 unchanged. A block
 // spans xt x ty x tn pixel threads (whole rows, up to 36, several images where
 // an image is smaller) times tc channel threads, up to 288 threads (9 warps);
@@ -70,7 +70,6 @@ inline RegisterTile choose_tile(int blocks, int width, int height, const VectorR
 struct GpuConvTile {
     int rc, rx, rn;  // per thread: channels, pixels along x, images
     int xt, ty, tn, tc;  // per block: threads along x, rows, image groups, channel groups
-    int threads() const { return xt * ty * tn * tc; }
 };
 
 inline int largest_divisor(int n, int at_most) {
