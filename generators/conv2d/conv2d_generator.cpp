@@ -355,7 +355,13 @@ private:
         chunk_grad.compute_at(tiles, cb).unroll(kx).unroll(ci);  // one thread's registers
         chunk_grad.update().reorder(kx, ci, rp.x, rp.y, rp.z, cb, ky, kb, j).unroll(kx).unroll(ci);
         schedule_flat_gpu(grad_w, {cb, ci, kx, ky, kb});
-        if (!single_chunk) flat_gpu_loop(grad_w.update(), {cb, ci, kx, ky, kb});
+        if (!single_chunk) {
+            // The chunk sum in steps of 8: left whole, the 256 chunks of the
+            // stem were unrolled into more loads than 64 registers hold.
+            RVar rjo{"rjo"}, rji{"rji"};
+            flat_gpu_loop(grad_w.update().split(rj.x, rjo, rji, 8, TailStrategy::GuardWithIf).unroll(rji),
+                          {cb, ci, kx, ky, kb});
+        }
         schedule_flat_gpu(d_weight, {kx, ky, ci, co});
         schedule_flat_gpu(d_bias, {co});
         schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());

@@ -88,7 +88,8 @@ void Conv2dBase<T>::schedule_direct_conv_gpu(Func out, Var ch, Func acc, RDom r,
         .gpu_blocks(yblk, nblk, kblk);
     // Channels innermost in storage too: the accumulator vectors stay whole registers.
     acc.compute_at(out, pix).reorder_storage(co, x, y, n).unroll(x).unroll(n);
-    acc.update().reorder(co, x, y, n, r.y, r.z, r.x).unroll(x).unroll(n).unroll(r.y);
+    acc.update().reorder(co, x, y, n, r.y, r.z, r.x).unroll(x).unroll(n);
+    if (t.rx == 1) acc.update().unroll(r.y);  // along x, the taps' overlapping windows would take registers
     // The zero padding as selects, not as loops split at the image border:
     // that split depends on the thread's pixel, so a warp diverged (ncu on
     // an H200, 3x3 layer: 10.7 of 32 threads active per warp).
