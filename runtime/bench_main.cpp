@@ -1,6 +1,8 @@
 // NAME_bench: times this build's whole training step (forward + backward +
 // update) on real batches; prints the median of each phase over --steps
-// steps after --warmup untimed ones, and images/s of the median step.
+// steps after --warmup untimed ones, and images/s of the median step. Under
+// mpirun, the data-parallel step of every rank together (rank 0 prints),
+// with the time spent communicating.
 // A benchmark, never a pass/fail test.
 #include <sys/resource.h>
 
@@ -8,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -44,21 +47,24 @@ double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
+int run_bench(int64_t steps, int64_t warmup, const std::string &data, const hlnet::World &world) {
     hlnet::install_halide_error_handler();
     hlnet::install_scratch_pool();
     hlnet::Model model;
     const hlnet::ModelInfo &info = model.info;
+    if (info.ranks != world.size())
+        hlnet::fail("this benchmark is built for %d rank(s) (HLNET_RANKS) but runs as %d", info.ranks, world.size());
     model.initialize(info.seed);
     hlnet::Split train = hlnet::load_split(data, "train", info.classes);
     hlnet::BatchInput input(train, info.batch);
-    hlnet::Graph &graph = model.graph();
+    hlnet::TrainingStep training(model, world);
+    const int global_batch = info.batch * world.size();
 
     // Phase times in ms, one row per timed step. The device is synchronised
     // inside each timed region, so a GPU phase is timed to its end.
     enum { kForward, kBackward, kUpdate, kPhases };
     std::vector<double> ms[kPhases];
-    std::vector<double> step_ms;
+    std::vector<double> step_ms, comm_ms;
     for (auto &v : ms) v.reserve(size_t(steps));
     step_ms.reserve(size_t(steps));
     auto sync_and_lap = [&](Clock::time_point *t) {
@@ -71,16 +77,18 @@ int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
 
     Usage timed_start = Usage::now();
     for (int64_t s = 0; s < warmup + steps; s++) {
-        for (int i = 0; i < info.batch; i++) input.indices(i) = int32_t((s * info.batch + i) % train.count());
+        const int first = world.rank() * info.batch;  // this rank's slice of the global batch
+        for (int i = 0; i < info.batch; i++)
+            input.indices(i) = int32_t((s * global_batch + first + i) % train.count());
         input.indices.set_host_dirty();
-        hlnet::Metrics m{};
+        const double comm_start = world.communication_seconds();
         auto t = Clock::now();
         const auto step_start = t;
-        hlnet::check_pipeline(graph.forward(input.batch(), true, info.batch, &m), "forward", s);
+        training.forward(input, s);
         const double f = sync_and_lap(&t);
-        hlnet::check_pipeline(graph.backward(), "backward", s);
+        training.backward(s);
         const double b = sync_and_lap(&t);
-        hlnet::check_pipeline(graph.update(info.lr, info.momentum, info.weight_decay), "update", s);
+        training.update(info.lr, info.momentum, info.weight_decay, s);
         const double u = sync_and_lap(&t);
         if (s + 1 == warmup) timed_start = Usage::now();  // the timed steps' system work, after the warm-up
         if (s < warmup) continue;
@@ -88,7 +96,9 @@ int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
         ms[kBackward].push_back(b);
         ms[kUpdate].push_back(u);
         step_ms.push_back(std::chrono::duration<double, std::milli>(t - step_start).count());
+        comm_ms.push_back(1e3 * (world.communication_seconds() - comm_start));
     }
+    if (!world.is_root()) return 0;
 
     const double step = median(step_ms);
 #if defined(HLNET_TARGET_HOST)
@@ -96,13 +106,19 @@ int run_bench(int64_t steps, int64_t warmup, const std::string &data) {
     std::printf("%s\n", machine_line(threads_env ? std::atoi(threads_env) : int(std::thread::hardware_concurrency()))
                              .c_str());
 #endif
-    std::printf("%s training step, batch %d, input %dx%dx%d: median of %lld steps after %lld warm-up\n",
-                info.name, info.batch, info.channels, info.height, info.width, (long long)steps,
-                (long long)warmup);
+    std::printf("%s training step, batch %d%s, input %dx%dx%d: median of %lld steps after %lld warm-up\n",
+                info.name, global_batch,
+                world.size() > 1 ? hlnet::strprintf(" (%d ranks x %d)", world.size(), info.batch).c_str() : "",
+                info.channels, info.height, info.width, (long long)steps, (long long)warmup);
     std::printf("  forward   %10.2f ms\n", median(ms[kForward]));
     std::printf("  backward  %10.2f ms\n", median(ms[kBackward]));
     std::printf("  update    %10.2f ms\n", median(ms[kUpdate]));
-    std::printf("  step      %10.2f ms  %10.1f images/s\n", step, info.batch * 1000.0 / step);
+    std::printf("  step      %10.2f ms  %10.1f images/s\n", step, global_batch * 1000.0 / step);
+    if (world.size() > 1) {
+        const double comm = median(comm_ms);
+        std::printf("  communicating %6.2f ms of the step on rank 0 (%.1f%%): inside MPI calls, gradient buckets "
+                    "of %d\n", comm, 100 * comm / step, training.buckets());
+    }
     const Usage used = Usage::now() - timed_start;
     std::printf("  per step: %.0f page faults, %.1f ms system time", double(used.page_faults) / steps,
                 used.system_ms / steps);
@@ -139,9 +155,12 @@ int main(int argc, char **argv) {
         std::printf("%s", hlnet::usage_text(argv[0], summary, flags).c_str());
         return 0;
     }
+    std::unique_ptr<hlnet::World> world;
     try {
-        return run_bench(steps.value_or(20), warmup.value_or(3), data);
-    } catch (const hlnet::Error &e) {
+        world = std::make_unique<hlnet::World>();
+        return run_bench(steps.value_or(20), warmup.value_or(3), data, *world);
+    } catch (const std::exception &e) {
+        if (world) world->abort(e.what());
         std::fprintf(stderr, "hlnet: %s\n", e.what());
         return 1;
     }

@@ -111,7 +111,36 @@ Metadata run_metadata(const ModelInfo &info, const RunState &run) {
             {"step", std::to_string(run.step)},
             {"seed", std::to_string(run.seed)},
             {"epoch_loss_sum", loss},
-            {"epoch_correct", std::to_string(run.epoch_correct)}};
+            {"epoch_correct", std::to_string(run.epoch_correct)},
+            {"ranks", std::to_string(run.ranks)},
+            {"pair", run.pair}};
+}
+
+// What marks the two files of one save: a 64-bit hash of everything saved,
+// so that it differs between saves yet a run repeated exactly writes the
+// same bytes.
+std::string pair_id(const ModelInfo &info, const float *params, const float *state, const float *velocity,
+                    const RunState &run) {
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ uint64_t(run.step);
+    auto mix = [&h](const float *data, int64_t floats) {
+        for (int64_t i = 0; i < floats; i++) {
+            uint32_t bits;
+            std::memcpy(&bits, data + i, 4);
+            h = (h ^ bits) * 0x100000001b3ull;
+            h ^= h >> 29;
+        }
+    };
+    mix(params, info.param_floats);
+    mix(state, info.state_floats);
+    if (velocity) mix(velocity, info.param_floats);
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", (unsigned long long)h);
+    return text;
+}
+
+std::string metadata_string(const SafetensorsFile &file, const char *key) {
+    auto it = file.metadata().find(key);
+    return it == file.metadata().end() ? "" : it->second;
 }
 
 void check_spec(const SafetensorsFile &file, const ModelInfo &info) {
@@ -253,15 +282,26 @@ std::string optimizer_path(const std::string &model_path) {
     return stem + ".optimizer" + ext;
 }
 
+std::string previous_optimizer_path(const std::string &model_path) {
+    const std::string current = optimizer_path(model_path);
+    return current.substr(0, current.size() - std::string(".safetensors").size()) + ".previous.safetensors";
+}
+
 void save_checkpoint(const std::string &path, const ModelInfo &info, const float *params,
                      const float *state, const float *velocity, const RunState &run) {
-    const Metadata metadata = run_metadata(info, run);
+    RunState marked = run;
+    marked.pair = pair_id(info, params, state, velocity, run);
+    const Metadata metadata = run_metadata(info, marked);
     if (velocity) {
         std::vector<NamedTensor> v;
         for (int i = 0; i < info.num_params; i++)
             v.push_back({info.params[i].name, Dtype::F32, shape_of(info.params[i]),
                          velocity + info.params[i].offset});
-        write_safetensors(optimizer_path(path), v, metadata);
+        // The optimizer file of the model file still on disk stays, as the previous one.
+        const std::string current = optimizer_path(path), previous = previous_optimizer_path(path);
+        if (access(current.c_str(), F_OK) == 0 && std::rename(current.c_str(), previous.c_str()) != 0)
+            fail("%s: cannot rename to %s (%s)", current.c_str(), previous.c_str(), std::strerror(errno));
+        write_safetensors(current, v, metadata);
     }
 
     std::vector<NamedTensor> tensors;
@@ -305,19 +345,32 @@ RunState load_model(const std::string &path, const ModelInfo &info, float *param
         run.seed = metadata_uint(file, "seed");
         run.epoch_correct = int64_t(metadata_uint(file, "epoch_correct"));
         run.epoch_loss_sum = metadata_double(file, "epoch_loss_sum");
+        if (file.metadata().count("ranks")) run.ranks = int64_t(metadata_uint(file, "ranks"));
+        run.pair = metadata_string(file, "pair");
     }
     return run;
 }
 
 void load_velocity(const std::string &path, const ModelInfo &info, const RunState &run,
                    float *velocity) {
-    SafetensorsFile file(optimizer_path(path));
-    check_spec(file, info);
+    // The current optimizer file, else the one before it: a save that
+    // stopped between its two files left the model file of the save before.
+    const std::string current = optimizer_path(path);
+    for (const std::string &candidate : {current, previous_optimizer_path(path)}) {
+        if (access(candidate.c_str(), F_OK) != 0) continue;
+        SafetensorsFile file(candidate);
+        check_spec(file, info);
+        const int64_t step = int64_t(metadata_uint(file, "step"));
+        const bool pairs = run.pair.empty() ? step == run.step : metadata_string(file, "pair") == run.pair;
+        if (pairs) return read_tensors(file, info.params, info.num_params, velocity);
+    }
+    SafetensorsFile file(current);
     const int64_t step = int64_t(metadata_uint(file, "step"));
     if (step != run.step)
-        fail("%s: optimizer state of step %lld, but %s is of step %lld", file.path().c_str(),
-             (long long)step, path.c_str(), (long long)run.step);
-    read_tensors(file, info.params, info.num_params, velocity);
+        fail("%s: optimizer state of step %lld, but %s is of step %lld", file.path().c_str(), (long long)step,
+             path.c_str(), (long long)run.step);
+    fail("%s: optimizer state from another save than %s (pair %s, not %s)", file.path().c_str(), path.c_str(),
+         metadata_string(file, "pair").c_str(), run.pair.c_str());
 }
 
 }  // namespace hlnet

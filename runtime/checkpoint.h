@@ -71,14 +71,20 @@ struct RunState {
     double epoch_loss_sum = 0;   // sum of per-example losses so far in the current epoch
     int64_t epoch_correct = 0;   // correct predictions so far in the current epoch
     uint64_t seed = 0;           // the seed of the run (initialisation and shuffling)
+    int64_t ranks = 1;           // data-parallel processes that trained it
+    std::string pair;            // written to the model and optimizer files of one save (load_velocity)
 };
 
 // "run.safetensors" -> "run.optimizer.safetensors"; any other name gets
 // ".optimizer.safetensors" appended.
 std::string optimizer_path(const std::string &model_path);
+std::string previous_optimizer_path(const std::string &model_path);  // "run.optimizer.previous.safetensors"
 
-// Writes the model file and, when `velocity` is given, its optimizer file
-// (first, so that a model file never names a step its optimizer file lacks).
+// Writes the model file and, when `velocity` is given, its optimizer file,
+// both marked with one pair id (a hash of what they hold). The optimizer file goes first, and the
+// one it replaces is kept as "<stem>.optimizer.previous.safetensors", so a
+// crash between the two writes leaves the old model file with its optimizer
+// file still beside it.
 void save_checkpoint(const std::string &path, const ModelInfo &info, const float *params,
                      const float *state, const float *velocity, const RunState &run);
 
@@ -86,8 +92,9 @@ void save_checkpoint(const std::string &path, const ModelInfo &info, const float
 // tensor must be there with its shape, and nothing else. Returns its RunState.
 RunState load_model(const std::string &path, const ModelInfo &info, float *params, float *state);
 
-// Fills velocity from the optimizer file of the model checkpoint at `path`,
-// which must have been saved at the same step.
+// Fills velocity from the optimizer file that pairs with the model
+// checkpoint at `path` (the current one, else the previous one); fails when
+// neither does.
 void load_velocity(const std::string &path, const ModelInfo &info, const RunState &run,
                    float *velocity);
 

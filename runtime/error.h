@@ -12,6 +12,13 @@ struct Error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// An error that every rank of a data-parallel run raises together, from what
+// they all share (a NaN loss they all see): rank 0 reports it, and every rank
+// exits 1. Any other Error is one rank's own and ends the job from that rank.
+struct JobError : Error {
+    using Error::Error;
+};
+
 // printf-style message, thrown as hlnet::Error.
 [[noreturn]] void fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
 

@@ -30,7 +30,8 @@ struct TensorInfo {
 // Everything the trainer needs to know about the model and its recipe.
 struct ModelInfo {
     const char *name;            // spec name, e.g. "resnet18"
-    int batch;                   // N of every pipeline
+    int batch;                   // N of every pipeline: one rank's slice of the spec's batch
+    int ranks;                   // data-parallel processes the build is for (HLNET_RANKS); spec batch = batch * ranks
     int channels, height, width; // network input after resize
     int classes;
     int64_t param_floats;        // size of the params, grads and velocity arenas (same layout)
@@ -72,6 +73,17 @@ struct Metrics {
     int correct;  // rows whose arg-max logit equals the label
 };
 
+// Told by Graph::backward() as soon as each parameter's gradient is
+// complete, so that a data-parallel trainer can start reducing it while the
+// rest of backward runs.
+class GradientListener {
+public:
+    virtual void ready(int param) = 0;  // an index into ModelInfo::params
+
+protected:
+    ~GradientListener() = default;
+};
+
 class Graph {
 public:
     explicit Graph(const Arenas &arenas);  // makes every view once; no allocation afterwards
@@ -84,8 +96,8 @@ public:
     // statistics. Only the first `valid` rows count in the metrics and in dlogits.
     int forward(const Batch &batch, bool training, int valid, Metrics *metrics);
     // Every layer backward, from the loss of the last forward(training=true);
-    // writes the grads arena.
-    int backward();
+    // writes the grads arena, telling `listener` (if any) of each gradient done.
+    int backward(GradientListener *listener = nullptr);
     // One SGD step over the flat arenas (PyTorch semantics):
     // v = momentum * v + (g + weight_decay * p);  p -= lr * v.
     int update(float lr, float momentum, float weight_decay);

@@ -10,6 +10,7 @@
 #include "HalideBuffer.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "distributed.h"
 #include "graph_api.h"
 #include "idx.h"
 
@@ -72,11 +73,38 @@ struct BatchInput {
     Batch batch() { return {split.images.raw_buffer(), split.labels.raw_buffer(), indices.raw_buffer()}; }
 };
 
-// Test accuracy over every image of `split`, BN in inference mode; the last
-// batch is padded with its last image and masked with `valid`.
-double evaluate(Model &model, BatchInput &input);
+// Rank 0's weights, BN statistics and velocity to every rank: all start equal.
+void share_model(Model &model, const World &world);
 
-// The trainer program (after the flags are parsed); returns the exit status.
-int run_trainer(const TrainOptions &options);
+// One training step of every rank together (data-parallel; with one rank,
+// the plain step): each rank runs forward on its own slice of the global
+// batch (the indices in `input`), then backward with the gradients averaged
+// over the ranks as they complete, the update, and rank 0's BN running
+// statistics sent to every rank (as PyTorch DDP broadcasts its buffers).
+class TrainingStep {
+public:
+    TrainingStep(Model &model, const World &world);
+    // Forward in training mode; every rank's metrics, by rank (gathered).
+    std::vector<Metrics> forward(BatchInput &input, int64_t step);
+    // Backward, with the gradients averaged over the ranks as they complete.
+    void backward(int64_t step);
+    // The update, then rank 0's BN statistics to every rank.
+    void update(float lr, float momentum, float weight_decay, int64_t step);
+    int buckets() const { return averager_.buckets(); }
+
+private:
+    Model &model_;
+    const World &world_;
+    GradientAverager averager_;
+};
+
+// Test accuracy over every image of `split`, BN in inference mode, each rank
+// taking its slice of every global batch; the last batch is padded with its
+// last image and masked with `valid`.
+double evaluate(Model &model, BatchInput &input, const World &world);
+
+// The trainer program (after the flags are parsed) on this rank; returns the
+// exit status.
+int run_trainer(const TrainOptions &options, const World &world);
 
 }  // namespace hlnet

@@ -14,6 +14,9 @@ commands:
       One training step of hlnet (EXE: tests/runtime/parity_dump.cpp linked
       with the spec's graph) against PyTorch in float64, from the same
       checkpoint and batch; compares every tensor by name. Exit 0: all agree.
+      A graph built for R ranks runs EXE under --mpirun with R processes and
+      compares with PyTorch DDP's semantics: each rank's batch norm over its
+      own slice, gradients averaged, rank 0's running statistics.
   eval --graph G --checkpoint FILE [--data DIR]
       Test accuracy of an hlnet checkpoint, loaded with
       load_state_dict(strict=True) and evaluated by PyTorch.
@@ -21,6 +24,7 @@ commands:
 Runs with Debian's /usr/bin/python3 and python3-torch (1.13).
 """
 import argparse
+import copy
 import ctypes
 import gzip
 import json
@@ -189,21 +193,33 @@ def input_batch(graph, images, indices, dtype):
 
 # ---- commands -------------------------------------------------------------------------
 
-def reference_step(net, graph, images, labels, indices):
-    """What parity_dump.cpp dumps, computed by PyTorch in float64."""
+def reference_step(net, graph, images, labels, indices, ranks=1):
+    """What parity_dump.cpp dumps, computed by PyTorch in float64: with
+    ranks > 1, one replica per rank on its slice of the batch (batch norm
+    over the slice), the mean of their losses and gradients, rank 0's
+    slice, logits and running statistics."""
     net = net.double()
     x = input_batch(graph, images, indices, torch.float64)
     y = labels[indices].long()
-    out = {"input": x}
+    xs, ys = x.chunk(ranks), y.chunk(ranks)
+    out = {"input": xs[0]}
     net.eval()
     with torch.no_grad():
-        out["eval.logits"] = net(x)
-    net.train()
-    logits = net(x)
-    loss = F.cross_entropy(logits, y)
-    out["train.logits"], out["train.loss"] = logits.detach(), loss.detach()
-    out["train.correct"] = (logits.argmax(1) == y).sum()
-    loss.backward()
+        out["eval.logits"] = net(xs[0])
+    replicas = [net] + [copy.deepcopy(net) for _ in range(ranks - 1)]
+    losses, correct = [], 0
+    for replica, xr, yr in zip(replicas, xs, ys):
+        replica.train()
+        logits = replica(xr)
+        losses.append(F.cross_entropy(logits, yr))
+        correct += (logits.argmax(1) == yr).sum()
+        if replica is net:
+            out["train.logits"] = logits.detach()
+        (losses[-1] / ranks).backward()
+    out["train.loss"], out["train.correct"] = (sum(losses) / ranks).detach(), correct
+    for name, p in net.named_parameters():  # the all-reduce: replica gradients summed, each already / ranks
+        for replica in replicas[1:]:
+            p.grad += dict(replica.named_parameters())[name].grad
     out.update({f"grad.{k}": p.grad.clone() for k, p in net.named_parameters()})
     t = graph["training"]
     torch.optim.SGD(net.parameters(), lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"]).step()
@@ -288,15 +304,22 @@ def parity(args):
     save_checkpoint(checkpoint, net, graph["name"])
 
     images, labels = load_split(args.data, "train")
-    indices = [(7919 * i + 13) % len(labels) for i in range(graph["batch"])]  # fixed, spread over the split
+    ranks = graph.get("ranks", 1)
+    # Fixed, spread over the split; `batch` is each rank's.
+    indices = [(7919 * i + 13) % len(labels) for i in range(graph["batch"] * ranks)]
     dump = os.path.join(work, "hlnet.safetensors")
     command = [args.dump, "--load", checkpoint, "--indices", ",".join(map(str, indices)), "--out", dump,
                "--data", args.data]
-    subprocess.run(command, check=True)
+    if ranks > 1:
+        if not args.mpirun:
+            sys.exit(f"parity: {args.graph} is built for {ranks} ranks: give --mpirun")
+        command = [args.mpirun, "--oversubscribe", "--bind-to", "none", "-np", str(ranks)] + command
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    subprocess.run(command, check=True, env=env)
 
     load_checkpoint(checkpoint, net)  # the float32 weights hlnet started from
     hlnet, _ = read_safetensors(dump)
-    failed = compare(hlnet, reference_step(net, graph, images, labels, indices))
+    failed = compare(hlnet, reference_step(net, graph, images, labels, indices, ranks))
     if failed:
         print(f"parity FAILED for {len(failed)} tensors: {' '.join(failed)} (files in {work})")
         return 1
@@ -327,6 +350,7 @@ def main():
     p.add_argument("--graph", required=True, help="build/NAME/NAME_graph.json")
     p.add_argument("--dump", required=True, help="the parity_dump program linked with the spec's graph")
     p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--mpirun", help="mpirun, for a graph built for several ranks")
     p.set_defaults(run=parity)
     p = commands.add_parser("eval", help="test accuracy of an hlnet checkpoint in PyTorch")
     p.add_argument("--graph", required=True)

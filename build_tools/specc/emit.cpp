@@ -245,6 +245,25 @@ std::string phase_body(ViewTable &views, const Program &program, Phase phase) {
     return text;
 }
 
+// Backward's calls, each followed by a note to the listener for every
+// parameter whose gradient it completes (the data-parallel all-reduce starts
+// from those).
+std::string backward_body(ViewTable &views, const Program &program) {
+    std::string text;
+    for (const Call &call : program.calls) {
+        if (call.phase != Phase::Backward) continue;
+        text += call_line(views, call, "    ");
+        for (const Arg &arg : call.args) {
+            if (!arg.output || arg.tensor < 0 || program.tensors[arg.tensor].arena != Arena::Grads) continue;
+            for (size_t i = 0; i < program.params.size(); i++)
+                if (program.tensors[program.params[i]].offset == program.tensors[arg.tensor].offset)
+                    text += "    if (listener) listener->ready(" + std::to_string(i) + ");  // " +
+                            program.tensors[program.params[i]].name + "\n";
+        }
+    }
+    return text;
+}
+
 int64_t param_value(const Pipeline &pipeline, const std::string &name) {
     for (const auto &[key, value] : pipeline.params)
         if (key == name) return value;
@@ -362,7 +381,8 @@ std::string render_graph_cpp(const Compiled &c) {
         << "const TensorInfo kStates[] = {\n" << tensor_infos(p, p.states) << "};\n\n"
         << "const ModelInfo kModel = {\n"
         << "    \"" << s.name << "\",  // name\n"
-        << "    " << s.batch << ",  // batch\n"
+        << "    " << s.batch << ",  // batch (per rank)\n"
+        << "    " << s.ranks << ",  // ranks\n"
         << "    " << s.channels << ", " << s.height << ", " << s.width << ",  // channels, height, width\n"
         << "    " << s.classes << ",  // classes\n"
         << "    " << p.param_floats << ",  // param_floats\n"
@@ -395,7 +415,7 @@ std::string render_graph_cpp(const Compiled &c) {
         << "const PipelineInfo &pipeline_info(int i) { return kPipelineInfos[i]; }\n\n";
 
     const std::string forward = forward_body(views, p);
-    const std::string backward = phase_body(views, p, Phase::Backward);
+    const std::string backward = backward_body(views, p);
     const std::string update = phase_body(views, p, Phase::Update);
     const std::string loss = views.member(p.loss), correct = views.member(p.correct);
 
@@ -414,7 +434,7 @@ std::string render_graph_cpp(const Compiled &c) {
         << "        std::memcpy(&metrics->loss, v." << loss << ".get()->host, sizeof(float));\n"
         << "        std::memcpy(&metrics->correct, v." << correct << ".get()->host, sizeof(int));\n"
         << "    }\n    return 0;\n}\n\n"
-        << "int Graph::backward() {\n    Views &v = *views_;\n" << backward << "    return 0;\n}\n\n"
+        << "int Graph::backward(GradientListener *listener) {\n    Views &v = *views_;\n" << backward << "    return 0;\n}\n\n"
         << "int Graph::update(float lr, float momentum, float weight_decay) {\n    Views &v = *views_;\n" << update
         << "    return 0;\n}\n\n"
         << "void Graph::select_schedule(const std::string &schedule) {\n"
@@ -493,6 +513,7 @@ std::string render_graph_json(const Compiled &c) {
     ordered document = {
         {"name", s.name},
         {"batch", s.batch},
+        {"ranks", s.ranks},
         {"input", {s.channels, s.height, s.width}},
         {"classes", s.classes},
         {"nodes", nodes},
@@ -559,7 +580,9 @@ std::string render_summary(const Compiled &c) {
                                              std::to_string(s.data.resize_width)
                                        : "not resized";
     out << "Model \"" << s.name << "\": input " << s.channels << "x" << s.height << "x" << s.width << " (" << s.data.dataset
-        << ", " << resize << "), batch " << s.batch << ", " << s.classes << " classes\n\n"
+        << ", " << resize << "), batch " << s.batch
+        << (s.ranks > 1 ? " per rank (" + std::to_string(s.ranks) + " ranks, " + std::to_string(s.batch * s.ranks) + " in all)" : "")
+        << ", " << s.classes << " classes\n\n"
         << pad("Node", widths[0]) << pad("Op", widths[1]) << pad("Output shape", widths[2])
         << pad("Params", widths[3], true) << pad("MACs/image", widths[4], true) << "\n"
         << std::string(total_width, '=') << "\n";

@@ -1,6 +1,7 @@
 // specc: compiles a model spec (docs/SPEC.md) into its pipelines and step code.
 //
-//   specc emit SPEC --out DIR                          pipelines.cmake, NAME_graph.cpp/.json, NAME_summary.txt
+//   specc emit SPEC --out DIR [--ranks N]              pipelines.cmake, NAME_graph.cpp/.json, NAME_summary.txt
+//                                                      (for N data-parallel processes: batch / N each)
 //   specc summary SPEC [--batch N] [--input CxHxW]     the layer table
 //
 // Exit codes: 0 done; 1 usage or I/O problem; 2 bad spec (one line on stderr:
@@ -26,7 +27,7 @@ struct UsageError : std::runtime_error {
 };
 
 const char *const kUsage =
-    "usage: specc emit SPEC --out DIR\n"
+    "usage: specc emit SPEC --out DIR [--ranks N]\n"
     "       specc summary SPEC [--batch N] [--input CxHxW]\n";
 
 std::string read_file(const std::string &path) {
@@ -91,6 +92,7 @@ int run(int argc, char **argv) {
         if (i + 1 >= argc) throw UsageError(option + " needs a value");
         const std::string value = argv[++i];
         if (option == "--out" && command == "emit") out_dir = value;
+        else if (option == "--ranks" && command == "emit") overrides.ranks = positive(value, option);
         else if (option == "--batch" && command == "summary") overrides.batch = positive(value, option);
         else if (option == "--input" && command == "summary") overrides = parse_input(value, overrides);
         else throw UsageError("unknown option " + option + " for " + command);

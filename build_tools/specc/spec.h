@@ -42,7 +42,8 @@ struct Data {
 struct Spec {
     std::string name;
     int channels = 0, height = 0, width = 0;  // network input, after resize
-    int batch = 0;
+    int batch = 0;                            // per rank: the spec's batch / ranks
+    int ranks = 1;                            // data-parallel processes (specc::Overrides::ranks)
     int classes = 0;
     std::vector<Layer> layers;
     Training training;

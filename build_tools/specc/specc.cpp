@@ -19,6 +19,16 @@ void apply_overrides(json &document, const Overrides &overrides) {
         }
 }
 
+// Each of `ranks` data-parallel processes runs the pipelines on its own slice of every batch.
+void split_batch(Spec &spec, int ranks) {
+    if (ranks < 1) throw SpecError("/batch", "the number of ranks must be at least 1", std::to_string(ranks));
+    if (spec.batch % ranks != 0)
+        throw SpecError("/batch", "must divide by the " + std::to_string(ranks) + " ranks the build is for (HLNET_RANKS)",
+                        std::to_string(spec.batch));
+    spec.ranks = ranks;
+    spec.batch /= ranks;
+}
+
 }  // namespace
 
 Compiled compile(const std::string &text, const Overrides &overrides) {
@@ -26,6 +36,7 @@ Compiled compile(const std::string &text, const Overrides &overrides) {
     json document = parse_json(text);       // text → JSON; syntax errors carry line and column
     apply_overrides(document, overrides);   // --batch, --input
     c.spec = read_spec(document);           // every key known, every value typed and in range
+    split_batch(c.spec, overrides.ranks);   // the global batch → each rank's
     c.graph = expand_macros(c.spec);        // stages → blocks → primitive nodes "<block>.<sub>"
     resolve_inputs(c.graph);                // input names → node indices
     sort_topologically(c.graph);            // DAG order; a cycle is an error

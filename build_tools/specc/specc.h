@@ -15,6 +15,9 @@ namespace specc {
 struct Overrides {
     int batch = 0;                          // 0: the spec's
     int channels = 0, height = 0, width = 0;  // 0: the spec's; the resize follows the input
+    // Data-parallel processes the build is for (CMake's HLNET_RANKS): the
+    // spec's batch is the global one, and the pipelines take batch / ranks.
+    int ranks = 1;
 };
 
 struct Compiled {

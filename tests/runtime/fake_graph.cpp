@@ -18,7 +18,13 @@ namespace hlnet {
 
 namespace {
 
-constexpr int N = 32, K = 10, W = 28, H = 28, D = W * H;  // batch, classes, image, features
+// Built for FAKE_RANKS data-parallel processes (1 unless CMake says otherwise):
+// the batch of 32 is split between them, as specc splits a spec's.
+#ifndef FAKE_RANKS
+#define FAKE_RANKS 1
+#endif
+constexpr int kRanks = FAKE_RANKS;
+constexpr int N = 32 / kRanks, K = 10, W = 28, H = 28, D = W * H;  // batch (per rank), classes, image, features
 
 const TensorInfo kParams[] = {
     {"fc.weight", 0, 2, {K, D, 0, 0}, Init::Xavier, D, K},
@@ -31,7 +37,7 @@ const TensorInfo kStates[] = {
 constexpr int64_t kActivationBytes = 4 * (D * N + K * N + N + K * N);
 
 const ModelInfo kInfo = {
-    "fake", N, 1, H, W, K,
+    "fake", N, kRanks, 1, H, W, K,
     K * D + K, 2, kActivationBytes,
     kParams, 2, kStates, 2,
     /*lr*/ 0.1f, /*momentum*/ 0.9f, /*weight_decay*/ 1e-4f, /*epochs*/ 1, /*seed*/ 7, "fashion-mnist",
@@ -110,7 +116,7 @@ int Graph::forward(const Batch &batch, bool training, int valid, Metrics *metric
     return 0;
 }
 
-int Graph::backward() {
+int Graph::backward(GradientListener *listener) {
     Views &v = *views_;
     const float *x = f32_data(v.x), *d = f32_data(v.dlogits);
     float *gw = f32_data(v.grads), *gb = gw + K * D;
@@ -120,6 +126,10 @@ int Graph::backward() {
             gb[k] += d[n * K + k];
             for (int i = 0; i < D; i++) gw[k * D + i] += d[n * K + k] * x[n * D + i];
         }
+    if (listener) {
+        listener->ready(1);
+        listener->ready(0);
+    }
     return 0;
 }
 

@@ -8,8 +8,15 @@
 //   param.<param>       after update(lr, momentum, weight_decay of the spec)
 //   state.<bn>.running_mean / running_var     after the training forward
 //
-// usage: NAME_parity_dump --load FILE --indices I,J,... --out FILE [--data DIR]
+// Built for R ranks and run by mpirun -np R, the trainer's data-parallel step
+// (trainer.h TrainingStep): each rank takes its slice of the indices; rank 0
+// dumps its slice's input and logits, the mean loss and the total correct over
+// the ranks, the averaged gradients, and the parameters and statistics that
+// every rank then holds.
+//
+// usage: [mpirun -np R] NAME_parity_dump --load FILE --indices I,J,... --out FILE [--data DIR]
 #include <cstdio>
+#include <memory>
 #include <sstream>
 #include <vector>
 
@@ -50,16 +57,19 @@ const halide_buffer_t *host_view(hlnet::Graph &graph, const char *name) {
     return b;
 }
 
-int run(const std::string &load, const std::string &indices_text, const std::string &out, const std::string &data) {
+int run(const std::string &load, const std::string &indices_text, const std::string &out, const std::string &data,
+        const hlnet::World &world) {
     hlnet::install_halide_error_handler();
     hlnet::Model model;
     const hlnet::ModelInfo &info = model.info;
+    if (info.ranks != world.size()) hlnet::fail("built for %d ranks, run as %d", info.ranks, world.size());
     model.load(load);
     hlnet::Split train = hlnet::load_split(data, "train", info.classes);
     hlnet::BatchInput input(train, info.batch);
-    const std::vector<int32_t> indices = parse_indices(indices_text, info.batch, train.count());
-    for (int i = 0; i < info.batch; i++) input.indices(i) = indices[size_t(i)];
+    const std::vector<int32_t> indices = parse_indices(indices_text, info.batch * info.ranks, train.count());
+    for (int i = 0; i < info.batch; i++) input.indices(i) = indices[size_t(world.rank() * info.batch + i)];
     input.indices.set_host_dirty();
+    hlnet::TrainingStep step(model, world);
 
     // Dumped tensors are copied as they are made, since later calls reuse the memory.
     std::vector<std::vector<uint8_t>> storage;
@@ -87,24 +97,27 @@ int run(const std::string &load, const std::string &indices_text, const std::str
     keep_view("input", "images");
     keep_view("eval.logits", "logits");
 
-    hlnet::check_pipeline(model.graph().forward(input.batch(), true, info.batch, &m), "forward", 0);
+    const std::vector<hlnet::Metrics> by_rank = step.forward(input, 0);
     keep_view("train.logits", "logits");
-    keep("train.loss", hlnet::Dtype::F32, {}, &m.loss, 4);
-    const int64_t correct = m.correct;
+    float loss = 0;
+    int64_t correct = 0;
+    for (const hlnet::Metrics &r : by_rank) loss += r.loss / float(by_rank.size()), correct += r.correct;
+    keep("train.loss", hlnet::Dtype::F32, {}, &loss, 4);
     keep("train.correct", hlnet::Dtype::I64, {}, &correct, 8);
 
-    hlnet::check_pipeline(model.graph().backward(), "backward", 0);
+    step.backward(0);
     model.download();
     keep_arena("grad.", info.params, info.num_params, model.grads.data());
 
-    hlnet::check_pipeline(model.graph().update(info.lr, info.momentum, info.weight_decay), "update", 0);
+    step.update(info.lr, info.momentum, info.weight_decay, 0);
     model.download();
     keep_arena("param.", info.params, info.num_params, model.params.data());
     keep_arena("state.", info.states, info.num_states, model.state.data());
 
+    if (!world.is_root()) return 0;
     hlnet::write_safetensors(out, dump, {{"spec", info.name}, {"indices", indices_text}});
-    std::printf("%s: %zu tensors, loss %.6f, %d of %d correct\n", out.c_str(), dump.size(), m.loss, m.correct,
-                info.batch);
+    std::printf("%s: %zu tensors, loss %.6f, %lld of %d correct\n", out.c_str(), dump.size(), loss,
+                (long long)correct, info.batch * info.ranks);
     return 0;
 }
 
@@ -118,16 +131,19 @@ int main(int argc, char **argv) {
         {"--out", &out, "FILE", "safetensors file to write"},
         {"--data", &data, "DIR", "IDX files (/usr/share/datasets/fashion-mnist)"},
     };
+    std::unique_ptr<hlnet::World> world;
     try {
         hlnet::parse_flags(argc, argv, flags);
         if (load.empty() || indices.empty() || out.empty())
             throw hlnet::UsageError("--load, --indices and --out are required");
-        return run(load, indices, out, data);
+        world = std::make_unique<hlnet::World>();
+        return run(load, indices, out, data, *world);
     } catch (const hlnet::UsageError &e) {
         std::fprintf(stderr, "%s: %s\n%s", argv[0], e.what(),
                      hlnet::usage_text(argv[0], "Dumps one training step for tools/torch_reference.py.", flags).c_str());
         return 2;
     } catch (const hlnet::Error &e) {
+        if (world) world->abort(e.what());
         std::fprintf(stderr, "hlnet: %s\n", e.what());
         return 1;
     }

@@ -13,6 +13,7 @@ Standard library only. Exit status 0 means every check passed.
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -78,6 +79,25 @@ def main():
         check(a == b, f"a resumed run's {name[1:] or 'model'} file equals an uninterrupted run's, byte for byte")
     check(epoch_lines(resumed.stdout) == lines,
           "a resumed run prints the same epoch lines (a resumed epoch counts its earlier steps)")
+
+    # A save that stopped between its two files (the optimizer file written,
+    # the model file not): resuming pairs the old model file with the
+    # optimizer file kept from its own save, and ends where the others do.
+    run("--epochs", "2", "--max-steps", "1000", "--save", "crash.safetensors")
+    shutil.copy(os.path.join(WORK, "crash.safetensors"), os.path.join(WORK, "crash.step1000"))
+    run("--epochs", "2", "--max-steps", "1500", "--resume", "crash.safetensors", "--save", "crash.safetensors")
+    shutil.copy(os.path.join(WORK, "crash.step1000"), os.path.join(WORK, "crash.safetensors"))
+    check(os.path.exists(os.path.join(WORK, "crash.optimizer.previous.safetensors")),
+          "a save keeps the optimizer file it replaces")
+    run("--epochs", "2", "--resume", "crash.safetensors", "--save", "crash.safetensors")
+    check(open(os.path.join(WORK, "crash.safetensors"), "rb").read() ==
+          open(os.path.join(WORK, "whole.safetensors"), "rb").read(),
+          "a resume after a save cut between its files uses the last complete pair and ends byte for byte")
+    shutil.copy(os.path.join(WORK, "crash.step1000"), os.path.join(WORK, "crash.safetensors"))
+    os.remove(os.path.join(WORK, "crash.optimizer.previous.safetensors"))
+    p = run("--epochs", "2", "--resume", "crash.safetensors", expect=1)
+    check("crash.optimizer.safetensors: optimizer state of step 3750, but crash.safetensors is of step 1000"
+          in p.stderr, "with no optimizer file of its pair, resuming stops with one line")
 
     # A NaN loss stops the run, names the step and leaves the checkpoint alone.
     before = open(os.path.join(WORK, "whole.safetensors"), "rb").read()

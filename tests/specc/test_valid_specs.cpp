@@ -125,3 +125,20 @@ TEST_CASE("summary overrides follow through the data section") {
     CHECK(c.spec.data.resize_height == 64);
     CHECK(shape_of(c, "input") == Shape{4, 1, 64, 64});
 }
+
+TEST_CASE("a build for several ranks gives each its slice of the batch") {
+    Overrides ranks;
+    ranks.ranks = 4;
+    const Compiled c = compile_spec("tiny", ranks);
+    CHECK(c.spec.batch == 8);
+    CHECK(c.spec.ranks == 4);
+    CHECK(shape_of(c, "input") == Shape{8, 1, 28, 28});
+    ranks.ranks = 3;  // 32 images do not split three ways
+    try {
+        compile_spec("tiny", ranks);
+        FAIL("no error for a batch that does not divide");
+    } catch (const SpecError &e) {
+        CHECK(e.format("tiny.json") ==
+              "tiny.json: /batch: must divide by the 3 ranks the build is for (HLNET_RANKS) (got 32)");
+    }
+}

@@ -1,0 +1,192 @@
+#include "distributed.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+
+#include "error.h"
+
+#ifdef HLNET_MPI
+#include <mpi.h>
+#endif
+
+namespace hlnet {
+
+namespace {
+
+// mpirun (Open MPI, or any PMI/PMIx launcher) tells its processes so in their environment.
+bool started_by_mpirun() {
+    for (const char *name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"})
+        if (std::getenv(name)) return true;
+    return false;
+}
+
+// Adds the seconds of its own lifetime to a counter: the time spent in MPI.
+class Timed {
+public:
+    explicit Timed(double &total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+    ~Timed() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+private:
+    double &total_;
+    std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+#ifdef HLNET_MPI
+
+World::World() {
+    if (!started_by_mpirun()) return;
+    int provided = 0;
+    // Only this thread calls MPI; Halide's worker threads never do.
+    if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        fail("MPI_Init_thread failed");
+    mpi_ = true;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+World::~World() {
+    if (mpi_) MPI_Finalize();
+}
+
+void World::sum(double *values, int count) const {
+    if (size_ == 1) return;
+    Timed t(comm_seconds_);
+    MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
+void World::broadcast(void *data, int64_t bytes) const {
+    if (size_ == 1) return;
+    Timed t(comm_seconds_);
+    for (int64_t at = 0; at < bytes; at += INT_MAX)  // MPI counts are ints
+        MPI_Bcast(static_cast<char *>(data) + at, int(std::min<int64_t>(INT_MAX, bytes - at)), MPI_BYTE, 0,
+                  MPI_COMM_WORLD);
+}
+
+std::vector<double> World::gather(const double *mine, int count) const {
+    std::vector<double> all(size_t(count) * size_t(size_));
+    if (size_ == 1) return std::vector<double>(mine, mine + count);
+    Timed t(comm_seconds_);
+    MPI_Allgather(mine, count, MPI_DOUBLE, all.data(), count, MPI_DOUBLE, MPI_COMM_WORLD);
+    return all;
+}
+
+void World::abort(const std::string &message) const {
+    std::fflush(stdout);
+    if (!mpi_) {
+        std::fprintf(stderr, "hlnet: %s\n", message.c_str());
+        std::exit(1);
+    }
+    std::fprintf(stderr, "hlnet: rank %d of %d: %s\n", rank_, size_, message.c_str());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    std::exit(1);  // not reached
+}
+
+struct GradientAverager::Requests {
+    std::vector<MPI_Request> of_bucket;
+};
+
+void GradientAverager::start(Bucket &b) {
+    b.started = true;
+    if (world_.size() == 1) return;
+    Timed t(world_.comm_seconds_);
+    const size_t i = size_t(&b - buckets_.data());
+    MPI_Iallreduce(MPI_IN_PLACE, grads_ + b.first, int(b.count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                   &requests_->of_bucket[i]);
+}
+
+// Open MPI moves a non-blocking collective on only inside MPI calls: one
+// here between two pipelines keeps the reductions going during backward.
+void GradientAverager::progress() {
+    if (world_.size() == 1) return;
+    Timed t(world_.comm_seconds_);
+    int done = 0;
+    MPI_Testall(int(requests_->of_bucket.size()), requests_->of_bucket.data(), &done, MPI_STATUSES_IGNORE);
+}
+
+void GradientAverager::finish() {
+    for (Bucket &b : buckets_)
+        if (!b.started) start(b);  // a gradient backward did not announce (or a graph without notes)
+    if (world_.size() > 1) {
+        Timed t(world_.comm_seconds_);
+        MPI_Waitall(int(requests_->of_bucket.size()), requests_->of_bucket.data(), MPI_STATUSES_IGNORE);
+    }
+    const float scale = 1.0f / float(world_.size());
+    if (world_.size() > 1)
+        for (int64_t i = 0; i < total_floats_; i++) grads_[i] *= scale;
+    for (Bucket &b : buckets_) b.pending = b.params, b.started = false;
+}
+
+#else  // no MPI in this build: a world of one
+
+World::World() {
+    if (started_by_mpirun())
+        fail("started by mpirun, but this build has no MPI, so data-parallel training is off "
+             "(install libopenmpi-dev and openmpi-bin, then rebuild)");
+}
+
+World::~World() = default;
+
+void World::sum(double *, int) const {}
+
+void World::broadcast(void *, int64_t) const {}
+
+std::vector<double> World::gather(const double *mine, int count) const { return {mine, mine + count}; }
+
+void World::abort(const std::string &message) const {
+    std::fflush(stdout);
+    std::fprintf(stderr, "hlnet: %s\n", message.c_str());
+    std::exit(1);
+}
+
+struct GradientAverager::Requests {};
+
+void GradientAverager::start(Bucket &b) { b.started = true; }
+
+void GradientAverager::progress() {}
+
+void GradientAverager::finish() {
+    for (Bucket &b : buckets_) b.pending = b.params, b.started = false;
+}
+
+#endif
+
+GradientAverager::GradientAverager(const World &world, const ModelInfo &info, float *grads, int64_t bucket_floats)
+    : world_(world), grads_(grads), total_floats_(info.param_floats), bucket_of_(size_t(info.num_params)),
+      requests_(std::make_unique<Requests>()) {
+    // Parameters in arena order; a bucket closes once it holds bucket_floats.
+    std::vector<int> order(size_t(info.num_params));
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return info.params[a].offset < info.params[b].offset; });
+    for (int p : order) {
+        const int64_t offset = info.params[p].offset;
+        if (buckets_.empty() || offset - buckets_.back().first >= bucket_floats) {
+            // The bucket before runs up to here (alignment padding included).
+            if (!buckets_.empty()) buckets_.back().count = offset - buckets_.back().first;
+            buckets_.push_back({buckets_.empty() ? 0 : offset, 0, 0, 0, false});
+        }
+        buckets_.back().params++;
+        bucket_of_[size_t(p)] = int(buckets_.size()) - 1;
+    }
+    if (!buckets_.empty()) buckets_.back().count = total_floats_ - buckets_.back().first;
+    for (Bucket &b : buckets_) b.pending = b.params;
+#ifdef HLNET_MPI
+    requests_->of_bucket.assign(buckets_.size(), MPI_REQUEST_NULL);
+#endif
+}
+
+GradientAverager::~GradientAverager() = default;
+
+void GradientAverager::ready(int param) {
+    Bucket &b = buckets_.at(size_t(bucket_of_.at(size_t(param))));
+    if (--b.pending == 0) start(b);
+    progress();
+}
+
+}  // namespace hlnet

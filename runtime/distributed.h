@@ -1,0 +1,84 @@
+// Data-parallel training over MPI: the processes of one run (its ranks), the
+// few collectives the trainer needs, and the gradient average that overlaps
+// backward. Started without mpirun, or built without MPI, the world is this one
+// process and every collective is a no-op.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph_api.h"
+
+namespace hlnet {
+
+class World {
+public:
+    // Joins the MPI job when mpirun started this process (its environment
+    // says so); otherwise a world of one, without MPI. Throws hlnet::Error
+    // when started by mpirun in a build without MPI.
+    World();
+    ~World();  // MPI_Finalize
+    World(const World &) = delete;
+    World &operator=(const World &) = delete;
+
+    int rank() const { return rank_; }
+    int size() const { return size_; }
+    bool is_root() const { return rank_ == 0; }  // prints, logs and writes checkpoints
+
+    // Collectives over every rank, blocking; no-ops in a world of one.
+    void sum(double *values, int count) const;                // in place, the same result on every rank
+    void broadcast(void *data, int64_t bytes) const;          // rank 0's bytes to every rank
+    std::vector<double> gather(const double *mine, int count) const;  // every rank's `count` values, by rank
+
+    // Ends the whole job: prints "hlnet: rank R: message" (one line), then
+    // MPI_Abort, which stops every rank with a non-zero status. In a world of
+    // one, prints "hlnet: message" and exits 1.
+    [[noreturn]] void abort(const std::string &message) const;
+
+    // Seconds this rank has spent inside MPI calls so far.
+    double communication_seconds() const { return comm_seconds_; }
+
+private:
+    friend class GradientAverager;
+    int rank_ = 0, size_ = 1;
+    bool mpi_ = false;
+    mutable double comm_seconds_ = 0;
+};
+
+// Averages the gradient arena over the ranks, in buckets of whole parameters
+// (contiguous in the arena) of about kBucketFloats each: a bucket's
+// non-blocking all-reduce starts as soon as backward has completed its last
+// parameter (backward runs in reverse arena order, so the last bucket goes
+// first), and MPI is driven between the pipelines that follow. finish()
+// waits for the rest and divides by the number of ranks.
+class GradientAverager : public GradientListener {
+public:
+    static constexpr int64_t kBucketFloats = int64_t(1) << 20;  // 4 MiB: ResNet-18's 11.2 M floats in 11 buckets
+
+    GradientAverager(const World &world, const ModelInfo &info, float *grads, int64_t bucket_floats = kBucketFloats);
+    ~GradientAverager();
+    void ready(int param) override;
+    void finish();  // every bucket reduced and averaged; ready for the next step
+    int buckets() const { return int(buckets_.size()); }
+
+private:
+    struct Bucket {
+        int64_t first = 0, count = 0;  // floats of the arena
+        int params = 0, pending = 0;   // parameters in it, and those backward has yet to complete
+        bool started = false;
+    };
+    struct Requests;  // one MPI_Request per bucket (distributed.cpp)
+    void start(Bucket &b);
+    void progress();
+
+    const World &world_;
+    float *grads_;
+    int64_t total_floats_;
+    std::vector<Bucket> buckets_;
+    std::vector<int> bucket_of_;  // by parameter index
+    std::unique_ptr<Requests> requests_;
+};
+
+}  // namespace hlnet
