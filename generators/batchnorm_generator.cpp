@@ -1,6 +1,11 @@
 // Batch normalisation over (n, h, w) per channel, optionally fused with a
 // residual add and a ReLU after it: batchnorm_train, batchnorm_eval,
 // batchnorm_backward. Semantics: docs/INTERNALS.md.
+//
+// split=1 is the two-part form of a build for several data-parallel ranks:
+// batchnorm_moments and batchnorm_backward_sums compute this rank's per-channel
+// statistics, the runtime combines them across ranks (or not: per-rank batch
+// norm), and batchnorm_train / batchnorm_backward take the combined ones.
 #include "common.h"
 
 namespace hlnet {
@@ -15,6 +20,7 @@ class BatchNormBase : public Generator<T> {
 public:
     GeneratorParam<int> N{"N", 1}, C{"C", 1}, H{"H", 1}, W{"W", 1};
     GeneratorParam<int> relu{"relu", 0, 0, 1}, residual{"residual", 0, 0, 1};
+    GeneratorParam<int> split{"split", 0, 0, 1};  // the statistics are inputs, computed by the split's first part
 
 protected:
     Var x{"x"}, y{"y"}, c{"c"}, n{"n"};
@@ -33,6 +39,32 @@ protected:
         for (int i = 0; i < e.outputs(); i++) sums.push_back(s(c)[i] + e(r.x, r.y, c, r.z)[i]);
         s(c) = Tuple(sums);
         return s;
+    }
+
+    // The batch mean and biased variance of `in` per channel, in one pass.
+    // Summing d = x - shift and d*d loses nothing to cancellation while the
+    // shift is within a few standard deviations of the mean (it is one of the
+    // channel's own values), unlike sum(x) and sum(x*x).
+    void define_batch_moments(const Func &in) {
+        shift(c) = in(0, 0, c, 0);
+        deviation(x, y, c, n) = Tuple(in(x, y, c, n) - shift(c), (in(x, y, c, n) - shift(c)) * (in(x, y, c, n) - shift(c)));
+        moments = channel_sums(deviation, "moments");
+        Expr mean_deviation = moments(c)[0] / M();
+        batch_mean(c) = shift(c) + mean_deviation;
+        batch_variance(c) = max(moments(c)[1] / M() - mean_deviation * mean_deviation, 0.0f);
+    }
+    void schedule_batch_moments() {
+        schedule_vector(shift);
+        schedule_channel_sum(moments);
+    }
+
+    // dz (d_output through the ReLU mask), xhat, and their per-channel sums
+    // (d_beta, d_gamma) in one pass.
+    void define_gradient_sums(const Func &in, const Func &out, const Func &d_out, const Func &mean, const Func &inv_std) {
+        dz(x, y, c, n) = relu ? relu_grad(out(x, y, c, n), d_out(x, y, c, n)) : d_out(x, y, c, n);
+        xhat(x, y, c, n) = normalized(in(x, y, c, n), mean(c), inv_std(c));
+        dz_terms(x, y, c, n) = Tuple(dz(x, y, c, n), dz(x, y, c, n) * xhat(x, y, c, n));
+        sums = channel_sums(dz_terms, "sums");
     }
 
     Expr normalized(Expr v, Expr mean, Expr inv_std) const { return (v - mean) * inv_std; }
@@ -60,6 +92,32 @@ protected:
             f.compute_root();
         }
     }
+
+    Func shift{"shift"}, deviation{"deviation"}, moments, batch_mean{"moments_mean"}, batch_variance{"moments_variance"};
+    Func dz{"dz"}, xhat{"xhat"}, dz_terms{"dz_terms"}, sums;
+};
+
+// The first part of the split forward: this rank's batch statistics.
+class BatchNormMoments : public BatchNormBase<BatchNormMoments> {
+public:
+    Input<Buffer<float, 4>> input{"input"};
+    Output<Buffer<float, 1>> mean{"mean"}, variance{"variance"};  // variance biased
+
+    void generate() {
+        define_batch_moments(input);
+        mean(c) = batch_mean(c);
+        variance(c) = batch_variance(c);
+    }
+
+    void schedule() {
+        pin_shape(input, shape());
+        pin_shape(mean, {C});
+        pin_shape(variance, {C});
+        if (using_autoscheduler()) return;
+        schedule_batch_moments();
+        schedule_vector(mean);
+        schedule_vector(variance);
+    }
 };
 
 class BatchNormTrain : public BatchNormBase<BatchNormTrain> {
@@ -73,21 +131,27 @@ public:
 
     void configure() {
         if (residual) residual_in = add_input<Buffer<float, 4>>("residual_in");  // "residual" names the flag
+        if (split) {
+            given_mean = add_input<Buffer<float, 1>>("batch_mean");
+            given_variance = add_input<Buffer<float, 1>>("batch_variance");
+            given_unbiased = add_input<Buffer<float, 1>>("batch_unbiased_variance");
+        }
     }
 
     void generate() {
-        // One pass for both moments, about a shift: one element of the channel.
-        // Summing d = x - shift and d*d loses nothing to cancellation while
-        // the shift is within a few standard deviations of the mean (it is one
-        // of the channel's own values), unlike sum(x) and sum(x*x).
-        shift(c) = input(0, 0, c, 0);
-        deviation(x, y, c, n) = Tuple(input(x, y, c, n) - shift(c),
-                                      (input(x, y, c, n) - shift(c)) * (input(x, y, c, n) - shift(c)));
-        moments = channel_sums(deviation, "moments");
-        Expr mean_deviation = moments(c)[0] / M();
-        mean(c) = shift(c) + mean_deviation;
-        // Biased: what normalises the batch.
-        variance(c) = max(moments(c)[1] / M() - mean_deviation * mean_deviation, 0.0f);
+        // The biased variance normalises the batch; the running variance takes
+        // the unbiased one (PyTorch), over the values the statistics came from.
+        Expr unbiased;
+        if (split) {
+            mean(c) = (*given_mean)(c);
+            variance(c) = (*given_variance)(c);
+            unbiased = (*given_unbiased)(c);
+        } else {
+            define_batch_moments(input);
+            mean(c) = batch_mean(c);
+            variance(c) = batch_variance(c);
+            unbiased = variance(c) * (float(M()) / float(std::max(M() - 1, 1)));
+        }
         inv_std(c) = 1.0f / sqrt(variance(c) + kEps);
 
         Expr res = residual ? (*residual_in)(x, y, c, n) : Expr();
@@ -95,20 +159,19 @@ public:
         saved_mean(c) = mean(c);
         saved_inv_std(c) = inv_std(c);
         new_running_mean(c) = (1 - kMomentum) * running_mean(c) + kMomentum * mean(c);
-        // The running variance takes the unbiased batch variance (PyTorch).
-        const float unbias = float(M()) / float(std::max(M() - 1, 1));
-        new_running_var(c) = (1 - kMomentum) * running_var(c) + kMomentum * variance(c) * unbias;
+        new_running_var(c) = (1 - kMomentum) * running_var(c) + kMomentum * unbiased;
     }
 
     void schedule() {
         pin_shape(input, shape());
         for (auto *v : {&gamma, &beta, &running_mean, &running_var}) pin_shape(*v, {C});
         if (residual) pin_shape(*residual_in, shape());
+        if (split)
+            for (auto *v : {given_mean, given_variance, given_unbiased}) pin_shape(*v, {C});
         pin_shape(output, shape());
         for (auto *v : {&saved_mean, &saved_inv_std, &new_running_mean, &new_running_var}) pin_shape(*v, {C});
         if (using_autoscheduler()) return;
-        schedule_vector(shift);
-        schedule_channel_sum(moments);
+        if (!split) schedule_batch_moments();
         schedule_vector(mean);
         schedule_vector(inv_std);
         schedule_pointwise(output);
@@ -119,7 +182,8 @@ public:
 
 private:
     Input<Buffer<float, 4>> *residual_in = nullptr;
-    Func shift{"shift"}, moments, mean{"mean"}, deviation{"deviation"}, variance{"variance"}, inv_std{"inv_std"};
+    Input<Buffer<float, 1>> *given_mean = nullptr, *given_variance = nullptr, *given_unbiased = nullptr;
+    Func mean{"mean"}, variance{"variance"}, inv_std{"inv_std"};
 };
 
 class BatchNormEval : public BatchNormBase<BatchNormEval> {
@@ -154,51 +218,83 @@ private:
     Func inv_std{"inv_std"};
 };
 
-// Inputs are added in configure() because the optional `output` (the ReLU mask)
-// sits in the middle of the contract's argument list.
-class BatchNormBackward : public BatchNormBase<BatchNormBackward> {
+// The ReLU mask's `output` sits in the middle of both backward argument lists,
+// so their inputs are added in configure().
+template <typename T>
+class BatchNormGradientBase : public BatchNormBase<T> {
+protected:
+    using BatchNormBase<T>::relu;
+    void add_gradient_inputs(bool with_gamma) {
+        input = this->template add_input<Buffer<float, 4>>("input");
+        if (relu) output = this->template add_input<Buffer<float, 4>>("output");
+        d_output = this->template add_input<Buffer<float, 4>>("d_output");
+        if (with_gamma) gamma = this->template add_input<Buffer<float, 1>>("gamma");
+        saved_mean = this->template add_input<Buffer<float, 1>>("saved_mean");
+        saved_inv_std = this->template add_input<Buffer<float, 1>>("saved_inv_std");
+    }
+    void define_sums() {
+        this->define_gradient_sums(*input, relu ? Func(*output) : Func(), *d_output, *saved_mean, *saved_inv_std);
+    }
+    void pin_gradient_inputs() {
+        pin_shape(*input, this->shape());
+        if (relu) pin_shape(*output, this->shape());
+        pin_shape(*d_output, this->shape());
+        for (auto *v : {gamma, saved_mean, saved_inv_std})
+            if (v) pin_shape(*v, {this->C});
+    }
+
+    GeneratorInput<Buffer<float, 4>> *input = nullptr, *output = nullptr, *d_output = nullptr;
+    GeneratorInput<Buffer<float, 1>> *gamma = nullptr, *saved_mean = nullptr, *saved_inv_std = nullptr;
+};
+
+class BatchNormBackward : public BatchNormGradientBase<BatchNormBackward> {
 public:
     Output<Buffer<float, 4>> d_input{"d_input"};
-    Output<Buffer<float, 1>> d_gamma{"d_gamma"}, d_beta{"d_beta"};
 
     void configure() {
-        input = add_input<Buffer<float, 4>>("input");
-        if (relu) output = add_input<Buffer<float, 4>>("output");
-        d_output = add_input<Buffer<float, 4>>("d_output");
-        gamma = add_input<Buffer<float, 1>>("gamma");
-        saved_mean = add_input<Buffer<float, 1>>("saved_mean");
-        saved_inv_std = add_input<Buffer<float, 1>>("saved_inv_std");
+        add_gradient_inputs(true);
+        if (split) {
+            mean_dz = add_input<Buffer<float, 1>>("mean_dz");
+            mean_dz_xhat = add_input<Buffer<float, 1>>("mean_dz_xhat");
+        } else {
+            d_gamma = add_output<Buffer<float, 1>>("d_gamma");
+            d_beta = add_output<Buffer<float, 1>>("d_beta");
+        }
         if (residual) d_residual = add_output<Buffer<float, 4>>("d_residual");
     }
 
     void generate() {
-        auto &in = *input;
-        Func mean = *saved_mean, inv_std = *saved_inv_std;
-        dz(x, y, c, n) = relu ? relu_grad((*output)(x, y, c, n), (*d_output)(x, y, c, n))
-                              : (*d_output)(x, y, c, n);
-        xhat(x, y, c, n) = normalized(in(x, y, c, n), mean(c), inv_std(c));
-        dz_terms(x, y, c, n) = Tuple(dz(x, y, c, n), dz(x, y, c, n) * xhat(x, y, c, n));
-        sums = channel_sums(dz_terms, "sums");  // (d_beta, d_gamma) in one pass
-        d_beta(c) = sums(c)[0];
-        d_gamma(c) = sums(c)[1];
-        d_input(x, y, c, n) = (*gamma)(c) * inv_std(c) / M() *
-                              (M() * dz(x, y, c, n) - sums(c)[0] - xhat(x, y, c, n) * sums(c)[1]);
+        define_sums();
+        Func inv_std = *saved_inv_std;
+        if (split) {  // the sums' means come combined across ranks
+            d_input(x, y, c, n) = (*gamma)(c) * inv_std(c) *
+                                  (dz(x, y, c, n) - (*mean_dz)(c) - xhat(x, y, c, n) * (*mean_dz_xhat)(c));
+        } else {
+            (*d_beta)(c) = sums(c)[0];
+            (*d_gamma)(c) = sums(c)[1];
+            d_input(x, y, c, n) = (*gamma)(c) * inv_std(c) / M() *
+                                  (M() * dz(x, y, c, n) - sums(c)[0] - xhat(x, y, c, n) * sums(c)[1]);
+        }
         if (residual) (*d_residual)(x, y, c, n) = dz(x, y, c, n);
     }
 
     void schedule() {
-        pin_shape(*input, shape());
-        if (relu) pin_shape(*output, shape());
-        pin_shape(*d_output, shape());
-        for (auto *v : {gamma, saved_mean, saved_inv_std}) pin_shape(*v, {C});
+        pin_gradient_inputs();
         pin_shape(d_input, shape());
-        pin_shape(d_gamma, {C});
-        pin_shape(d_beta, {C});
+        if (split) {
+            pin_shape(*mean_dz, {C});
+            pin_shape(*mean_dz_xhat, {C});
+        } else {
+            pin_shape(*d_gamma, {C});
+            pin_shape(*d_beta, {C});
+        }
         if (residual) pin_shape(*d_residual, shape());
         if (using_autoscheduler()) return;
-        schedule_channel_sum(sums);
-        schedule_vector(d_beta);
-        schedule_vector(d_gamma);
+        if (!split) {
+            schedule_channel_sum(sums);
+            schedule_vector(*d_beta);
+            schedule_vector(*d_gamma);
+        }
         if (get_target().has_gpu_feature()) {
             schedule_pointwise(d_input);
             if (residual) schedule_pointwise(*d_residual);
@@ -214,10 +310,34 @@ public:
     }
 
 private:
-    Input<Buffer<float, 4>> *input = nullptr, *output = nullptr, *d_output = nullptr;
-    Input<Buffer<float, 1>> *gamma = nullptr, *saved_mean = nullptr, *saved_inv_std = nullptr;
+    Input<Buffer<float, 1>> *mean_dz = nullptr, *mean_dz_xhat = nullptr;
+    Output<Buffer<float, 1>> *d_gamma = nullptr, *d_beta = nullptr;
     Output<Buffer<float, 4>> *d_residual = nullptr;
-    Func dz{"dz"}, xhat{"xhat"}, dz_terms{"dz_terms"}, sums;
+};
+
+// The first part of the split backward: this rank's sums, which are also its
+// d_gamma and d_beta (the trainer averages those like every gradient).
+class BatchNormBackwardSums : public BatchNormGradientBase<BatchNormBackwardSums> {
+public:
+    Output<Buffer<float, 1>> d_gamma{"d_gamma"}, d_beta{"d_beta"};
+
+    void configure() { add_gradient_inputs(false); }
+
+    void generate() {
+        define_sums();
+        d_beta(c) = sums(c)[0];
+        d_gamma(c) = sums(c)[1];
+    }
+
+    void schedule() {
+        pin_gradient_inputs();
+        pin_shape(d_gamma, {C});
+        pin_shape(d_beta, {C});
+        if (using_autoscheduler()) return;
+        schedule_channel_sum(sums);
+        schedule_vector(d_beta);
+        schedule_vector(d_gamma);
+    }
 };
 
 }  // namespace
@@ -226,3 +346,5 @@ private:
 HALIDE_REGISTER_GENERATOR(hlnet::BatchNormTrain, batchnorm_train)
 HALIDE_REGISTER_GENERATOR(hlnet::BatchNormEval, batchnorm_eval)
 HALIDE_REGISTER_GENERATOR(hlnet::BatchNormBackward, batchnorm_backward)
+HALIDE_REGISTER_GENERATOR(hlnet::BatchNormMoments, batchnorm_moments)
+HALIDE_REGISTER_GENERATOR(hlnet::BatchNormBackwardSums, batchnorm_backward_sums)

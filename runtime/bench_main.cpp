@@ -47,7 +47,7 @@ double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-int run_bench(int64_t steps, int64_t warmup, const std::string &data, const hlnet::World &world) {
+int run_bench(int64_t steps, int64_t warmup, const std::string &data, bool sync_bn, const hlnet::World &world) {
     hlnet::install_halide_error_handler();
     hlnet::install_scratch_pool();
     hlnet::Model model;
@@ -57,7 +57,7 @@ int run_bench(int64_t steps, int64_t warmup, const std::string &data, const hlne
     model.initialize(info.seed);
     hlnet::Split train = hlnet::load_split(data, "train", info.classes);
     hlnet::BatchInput input(train, info.batch);
-    hlnet::TrainingStep training(model, world);
+    hlnet::TrainingStep training(model, world, sync_bn);
     const int global_batch = info.batch * world.size();
 
     // Phase times in ms, one row per timed step. The device is synchronised
@@ -137,11 +137,12 @@ int main(int argc, char **argv) {
     const char *summary = "Times the whole training step of this build's model (forward, backward, update).";
     std::optional<int64_t> steps, warmup;
     std::string data = "/usr/share/datasets/fashion-mnist";
-    bool help = false;
+    bool help = false, sync_bn = false;
     const std::vector<hlnet::Flag> flags = {
         {"--steps", &steps, "N", "timed steps (20)"},
         {"--warmup", &warmup, "N", "untimed steps first (3)"},
         {"--data", &data, "DIR", "IDX files the batches come from (/usr/share/datasets/fashion-mnist)"},
+        {"--sync-bn", &sync_bn, "", "under mpirun: batch norm over the global batch (the trainer's --sync-bn)"},
         {"--help", &help, "", "print this text"},
     };
     try {
@@ -158,7 +159,7 @@ int main(int argc, char **argv) {
     std::unique_ptr<hlnet::World> world;
     try {
         world = std::make_unique<hlnet::World>();
-        return run_bench(steps.value_or(20), warmup.value_or(3), data, *world);
+        return run_bench(steps.value_or(20), warmup.value_or(3), data, sync_bn, *world);
     } catch (const std::exception &e) {
         if (world) world->abort(e.what());
         std::fprintf(stderr, "hlnet: %s\n", e.what());

@@ -90,6 +90,7 @@ std::vector<Flag> train_flags(TrainOptions *o) {
         {"--max-steps", &o->max_steps, "N", "stop after N training steps in all, then evaluate"},
         {"--log-every", &o->log_every, "N", "steps between plain progress lines and --log records (50)"},
         {"--no-shuffle", &o->no_shuffle, "", "train in file order"},
+        {"--sync-bn", &o->sync_bn, "", "under mpirun: batch norm over every rank's images together (default: each rank's own)"},
         {"--eval-only", &o->eval_only, "", "evaluate on the test split and stop"},
         {"--data", &o->data, "DIR", "IDX files, raw or .gz (/usr/share/datasets/fashion-mnist)"},
         {"--save", &o->save, "FILE", "write a safetensors checkpoint after every epoch and at the end"},

@@ -42,6 +42,7 @@ struct TrainOptions {
     std::optional<int64_t> max_steps;  // stop after this many steps in all (counting resumed ones)
     std::optional<int64_t> log_every;  // steps between progress lines and --log records
     bool no_shuffle = false;
+    bool sync_bn = false;              // batch norm over the global batch (a build for several ranks)
     bool eval_only = false;
     bool help = false;
     std::string data = "/usr/share/datasets/fashion-mnist";

@@ -189,4 +189,68 @@ void GradientAverager::ready(int param) {
     progress();
 }
 
+namespace {
+
+// A per-channel vector of floats as doubles, from the device first where it lives there.
+int read_channels(halide_buffer_t *b, double *to) {
+    if (int rc = halide_copy_to_host(nullptr, b)) return rc;
+    const float *host = reinterpret_cast<const float *>(b->host);
+    for (int c = 0; c < b->dim[0].extent; c++) to[c] = host[c];
+    return 0;
+}
+
+// Written on the host; the next pipeline to read it copies it to the device.
+void write_channels(halide_buffer_t *b, const double *from) {
+    float *host = reinterpret_cast<float *>(b->host);
+    for (int c = 0; c < b->dim[0].extent; c++) host[c] = float(from[c]);
+    b->set_device_dirty(false);
+    b->set_host_dirty(true);
+}
+
+}  // namespace
+
+int BatchNormStatistics::moments(halide_buffer_t *rank_mean, halide_buffer_t *rank_variance, int64_t count,
+                                 halide_buffer_t *mean, halide_buffer_t *variance, halide_buffer_t *unbiased_variance) {
+    const int channels = rank_mean->dim[0].extent;
+    mine_.resize(2 * size_t(channels));
+    if (int rc = read_channels(rank_mean, mine_.data())) return rc;
+    if (int rc = read_channels(rank_variance, mine_.data() + channels)) return rc;
+    const int ranks = world_ ? world_->size() : 1;
+    const std::vector<double> all = world_ ? world_->gather(mine_.data(), 2 * channels) : mine_;
+    out_a_.assign(size_t(channels), 0.0);  // mean
+    out_b_.assign(size_t(channels), 0.0);  // biased variance
+    for (int r = 0; r < ranks; r++)
+        for (int c = 0; c < channels; c++) out_a_[c] += all[size_t(r) * 2 * channels + c] / ranks;
+    for (int r = 0; r < ranks; r++)
+        for (int c = 0; c < channels; c++) {
+            const double m = all[size_t(r) * 2 * channels + c], v = all[size_t(r) * 2 * channels + channels + c];
+            out_b_[c] += (v + (m - out_a_[c]) * (m - out_a_[c])) / ranks;
+        }
+    write_channels(mean, out_a_.data());
+    write_channels(variance, out_b_.data());
+    const double values = double(count) * ranks;
+    for (double &v : out_b_) v *= values / std::max(values - 1, 1.0);
+    write_channels(unbiased_variance, out_b_.data());
+    return 0;
+}
+
+int BatchNormStatistics::gradient_means(halide_buffer_t *sum_dz, halide_buffer_t *sum_dz_xhat, int64_t count,
+                                        halide_buffer_t *mean_dz, halide_buffer_t *mean_dz_xhat) {
+    const int channels = sum_dz->dim[0].extent;
+    mine_.resize(2 * size_t(channels));
+    if (int rc = read_channels(sum_dz, mine_.data())) return rc;
+    if (int rc = read_channels(sum_dz_xhat, mine_.data() + channels)) return rc;
+    if (world_) world_->sum(mine_.data(), 2 * channels);
+    const double values = double(count) * (world_ ? world_->size() : 1);
+    for (double &v : mine_) v /= values;
+    write_channels(mean_dz, mine_.data());
+    write_channels(mean_dz_xhat, mine_.data() + channels);
+    return 0;
+}
+
+BatchNormReducer &per_rank_batchnorm() {
+    static BatchNormStatistics per_rank(nullptr);
+    return per_rank;
+}
+
 }  // namespace hlnet

@@ -81,4 +81,22 @@ private:
     std::unique_ptr<Requests> requests_;
 };
 
+// Batch-norm statistics over the batches of every rank as one (--sync-bn):
+// the ranks' moments combined exactly (equal counts: the mean of the means,
+// and the mean of the variances plus the variance of the means, in double),
+// the gradient sums added up. The same numbers on every rank. Without a
+// world, each rank's batch alone: per_rank_batchnorm().
+class BatchNormStatistics final : public BatchNormReducer {
+public:
+    explicit BatchNormStatistics(const World *world) : world_(world) {}
+    int moments(halide_buffer_t *rank_mean, halide_buffer_t *rank_variance, int64_t count, halide_buffer_t *mean,
+                halide_buffer_t *variance, halide_buffer_t *unbiased_variance) override;
+    int gradient_means(halide_buffer_t *sum_dz, halide_buffer_t *sum_dz_xhat, int64_t count, halide_buffer_t *mean_dz,
+                       halide_buffer_t *mean_dz_xhat) override;
+
+private:
+    const World *world_;
+    std::vector<double> mine_, out_a_, out_b_;  // reused: no allocation after the first step
+};
+
 }  // namespace hlnet

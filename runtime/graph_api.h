@@ -84,6 +84,32 @@ protected:
     ~GradientListener() = default;
 };
 
+// Batch-norm statistics across data-parallel ranks. A build for several ranks
+// runs each training batch norm in two parts with a call of this in between:
+// forward, batchnorm_moments → moments() → batchnorm_train; backward,
+// batchnorm_backward_sums → gradient_means() → batchnorm_backward. Every
+// buffer is one float per channel; `count` is the values per channel on this
+// rank (N x H x W). Returns 0 or a Halide error (copying a device buffer).
+class BatchNormReducer {
+public:
+    // From this rank's batch mean and biased variance: the mean and biased
+    // variance to normalise with, and the unbiased variance the running
+    // statistics take.
+    virtual int moments(halide_buffer_t *rank_mean, halide_buffer_t *rank_variance, int64_t count,
+                        halide_buffer_t *mean, halide_buffer_t *variance, halide_buffer_t *unbiased_variance) = 0;
+    // From this rank's sums of dz and dz * xhat (its d_beta and d_gamma): their
+    // means over the values the statistics came from.
+    virtual int gradient_means(halide_buffer_t *sum_dz, halide_buffer_t *sum_dz_xhat, int64_t count,
+                               halide_buffer_t *mean_dz, halide_buffer_t *mean_dz_xhat) = 0;
+
+protected:
+    ~BatchNormReducer() = default;
+};
+
+// Each rank's batch is its own (PyTorch DDP's default): the Graph's reducer
+// until set_batchnorm_reducer() names another (runtime/distributed.cpp).
+BatchNormReducer &per_rank_batchnorm();
+
 class Graph {
 public:
     explicit Graph(const Arenas &arenas);  // makes every view once; no allocation afterwards
@@ -101,6 +127,8 @@ public:
     // One SGD step over the flat arenas (PyTorch semantics):
     // v = momentum * v + (g + weight_decay * p);  p -= lr * v.
     int update(float lr, float momentum, float weight_decay);
+    // The reducer of a build for several ranks (nullptr: per_rank_batchnorm()).
+    void set_batchnorm_reducer(BatchNormReducer *reducer);
 
     // Runs every pipeline in schedule variant `schedule` (one of
     // schedule_name()), or, when `schedule` names no variant, reads it as a

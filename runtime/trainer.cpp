@@ -182,11 +182,12 @@ void share_model(Model &model, const World &world) {
 
 // ---- one training step, on every rank ------------------------------------------------
 
-TrainingStep::TrainingStep(Model &model, const World &world)
-    : model_(model), world_(world), averager_(world, model.info, model.grads.data()) {
+TrainingStep::TrainingStep(Model &model, const World &world, bool sync_batchnorm)
+    : model_(model), world_(world), averager_(world, model.info, model.grads.data()), global_batchnorm_(&world) {
     if (world.size() > 1 && pipeline_device())
         fail("data-parallel training of a GPU build needs NCCL, which this build does not use yet; "
              "run one process per build, or use the host target");
+    model.graph().set_batchnorm_reducer(sync_batchnorm ? &global_batchnorm_ : nullptr);
 }
 
 std::vector<Metrics> TrainingStep::forward(BatchInput &input, int64_t step) {
@@ -221,7 +222,7 @@ class TrainingRun {
 public:
     TrainingRun(const TrainOptions &options, Model &model, const World &world, Split &train, Split &test,
                 RunState run)
-        : opt_(options), model_(model), info_(model.info), world_(world), step_(model, world),
+        : opt_(options), model_(model), info_(model.info), world_(world), step_(model, world, options.sync_bn),
           train_(train, info_.batch), test_(test, info_.batch), run_(run), order_(train.count()),
           // Plain lines under mpirun: it hands its processes a terminal even when its own output is a log.
           progress_(stdout, isatty(fileno(stdout)) && world.size() == 1, options.log_every.value_or(kDefaultLogEvery)) {

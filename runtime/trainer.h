@@ -83,7 +83,8 @@ void share_model(Model &model, const World &world);
 // statistics sent to every rank (as PyTorch DDP broadcasts its buffers).
 class TrainingStep {
 public:
-    TrainingStep(Model &model, const World &world);
+    // sync_batchnorm: the BN statistics of the global batch (--sync-bn), not each rank's.
+    TrainingStep(Model &model, const World &world, bool sync_batchnorm = false);
     // Forward in training mode; every rank's metrics, by rank (gathered).
     std::vector<Metrics> forward(BatchInput &input, int64_t step);
     // Backward, with the gradients averaged over the ranks as they complete.
@@ -96,6 +97,7 @@ private:
     Model &model_;
     const World &world_;
     GradientAverager averager_;
+    BatchNormStatistics global_batchnorm_;
 };
 
 // Test accuracy over every image of `split`, BN in inference mode, each rank

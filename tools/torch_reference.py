@@ -193,11 +193,13 @@ def input_batch(graph, images, indices, dtype):
 
 # ---- commands -------------------------------------------------------------------------
 
-def reference_step(net, graph, images, labels, indices, ranks=1):
+def reference_step(net, graph, images, labels, indices, ranks=1, sync_bn=False):
     """What parity_dump.cpp dumps, computed by PyTorch in float64: with
     ranks > 1, one replica per rank on its slice of the batch (batch norm
     over the slice), the mean of their losses and gradients, rank 0's
-    slice, logits and running statistics."""
+    slice, logits and running statistics. With sync_bn, batch norm over the
+    whole batch (SyncBatchNorm): one model on all of it, rank 0's slice of
+    its logits."""
     net = net.double()
     x = input_batch(graph, images, indices, torch.float64)
     y = labels[indices].long()
@@ -206,6 +208,8 @@ def reference_step(net, graph, images, labels, indices, ranks=1):
     net.eval()
     with torch.no_grad():
         out["eval.logits"] = net(xs[0])
+    if sync_bn:
+        ranks, xs, ys = 1, [x], [y]
     replicas = [net] + [copy.deepcopy(net) for _ in range(ranks - 1)]
     losses, correct = [], 0
     for replica, xr, yr in zip(replicas, xs, ys):
@@ -214,7 +218,7 @@ def reference_step(net, graph, images, labels, indices, ranks=1):
         losses.append(F.cross_entropy(logits, yr))
         correct += (logits.argmax(1) == yr).sum()
         if replica is net:
-            out["train.logits"] = logits.detach()
+            out["train.logits"] = logits.detach()[:len(indices) // graph.get("ranks", 1)]
         (losses[-1] / ranks).backward()
     out["train.loss"], out["train.correct"] = (sum(losses) / ranks).detach(), correct
     for name, p in net.named_parameters():  # the all-reduce: replica gradients summed, each already / ranks
@@ -309,7 +313,7 @@ def parity(args):
     indices = [(7919 * i + 13) % len(labels) for i in range(graph["batch"] * ranks)]
     dump = os.path.join(work, "hlnet.safetensors")
     command = [args.dump, "--load", checkpoint, "--indices", ",".join(map(str, indices)), "--out", dump,
-               "--data", args.data]
+               "--data", args.data] + (["--sync-bn"] if args.sync_bn else [])
     if ranks > 1:
         if not args.mpirun:
             sys.exit(f"parity: {args.graph} is built for {ranks} ranks: give --mpirun")
@@ -319,7 +323,7 @@ def parity(args):
 
     load_checkpoint(checkpoint, net)  # the float32 weights hlnet started from
     hlnet, _ = read_safetensors(dump)
-    failed = compare(hlnet, reference_step(net, graph, images, labels, indices, ranks))
+    failed = compare(hlnet, reference_step(net, graph, images, labels, indices, ranks, args.sync_bn))
     if failed:
         print(f"parity FAILED for {len(failed)} tensors: {' '.join(failed)} (files in {work})")
         return 1
@@ -351,6 +355,7 @@ def main():
     p.add_argument("--dump", required=True, help="the parity_dump program linked with the spec's graph")
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--mpirun", help="mpirun, for a graph built for several ranks")
+    p.add_argument("--sync-bn", action="store_true", help="batch norm over every rank's images together")
     p.set_defaults(run=parity)
     p = commands.add_parser("eval", help="test accuracy of an hlnet checkpoint in PyTorch")
     p.add_argument("--graph", required=True)

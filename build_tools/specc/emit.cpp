@@ -141,9 +141,10 @@ private:
 std::string call_line(ViewTable &views, const Call &call, const std::string &indent) {
     std::vector<std::string> args;
     for (const Arg &arg : call.args) args.push_back(arg.tensor >= 0 ? "v." + views.member(arg.tensor, arg.extents) + ".get()" : arg.expr);
-    const std::string lib = call.pipeline.library();
-    return indent + "if (int rc = v.pipelines." + lib + "(" + join(args, ", ") + "))\n" + indent +
-           "    return failed(rc, \"" + lib + "\", \"" + call.node + "\");\n";
+    const std::string function = call.hook.empty() ? "pipelines." + call.pipeline.library() : "batchnorm->" + call.hook;
+    return indent + "if (int rc = v." + function + "(" + join(args, ", ") + "))\n" + indent +
+           "    return failed(rc, \"" + (call.hook.empty() ? call.pipeline.library() : "BatchNormReducer::" + call.hook) +
+           "\", \"" + call.node + "\");\n";
 }
 
 // --- schedule variants (cmake/HlnetPipelines.cmake builds them) ---------------
@@ -227,13 +228,17 @@ std::string tensor_infos(const Program &program, const std::vector<int> &list) {
 
 std::string forward_body(ViewTable &views, const Program &program) {
     std::string text;
-    for (size_t i = 0; i < program.calls.size(); i++) {
-        const Call &call = program.calls[i];
-        if (call.phase == Phase::Forward) text += call_line(views, call, "    ");
-        if (call.phase != Phase::Train) continue;
-        const Call &twin = program.calls.at(i + 1);
-        text += "    if (training) {\n" + call_line(views, call, "        ") + "    } else {\n" +
-                call_line(views, twin, "        ") + "    }\n";
+    const std::vector<Call> &calls = program.calls;
+    for (size_t i = 0; i < calls.size();) {
+        if (calls[i].phase != Phase::Train) {
+            if (calls[i].phase == Phase::Forward) text += call_line(views, calls[i], "    ");
+            i++;
+            continue;
+        }
+        std::string train, eval;  // a run of Train calls, then their Eval twin
+        for (; i < calls.size() && calls[i].phase == Phase::Train; i++) train += call_line(views, calls[i], "        ");
+        for (; i < calls.size() && calls[i].phase == Phase::Eval; i++) eval += call_line(views, calls[i], "        ");
+        text += "    if (training) {\n" + train + "    } else {\n" + eval + "    }\n";
     }
     return text;
 }
@@ -247,21 +252,27 @@ std::string phase_body(ViewTable &views, const Program &program, Phase phase) {
 
 // Backward's calls, each followed by a note to the listener for every
 // parameter whose gradient it completes (the data-parallel all-reduce starts
-// from those).
+// from those). A BatchNormReducer hook reads the gradients the call before it
+// made, so their notes wait until it has run.
 std::string backward_body(ViewTable &views, const Program &program) {
-    std::string text;
+    std::string text, notes;
     for (const Call &call : program.calls) {
         if (call.phase != Phase::Backward) continue;
-        text += call_line(views, call, "    ");
+        if (!call.hook.empty()) {
+            text += call_line(views, call, "    ");
+            continue;
+        }
+        text += notes + call_line(views, call, "    ");
+        notes.clear();
         for (const Arg &arg : call.args) {
             if (!arg.output || arg.tensor < 0 || program.tensors[arg.tensor].arena != Arena::Grads) continue;
             for (size_t i = 0; i < program.params.size(); i++)
                 if (program.tensors[program.params[i]].offset == program.tensors[arg.tensor].offset)
-                    text += "    if (listener) listener->ready(" + std::to_string(i) + ");  // " +
-                            program.tensors[program.params[i]].name + "\n";
+                    notes += "    if (listener) listener->ready(" + std::to_string(i) + ");  // " +
+                             program.tensors[program.params[i]].name + "\n";
         }
     }
-    return text;
+    return text + notes;
 }
 
 int64_t param_value(const Pipeline &pipeline, const std::string &name) {
@@ -331,7 +342,8 @@ std::string pipeline_infos(const Compiled &c) {
                     low = 0;
                     high = pipeline.generator == "maxpool_backward" ? double(param_value(pipeline, "H") * param_value(pipeline, "W"))
                                                                     : double(c.spec.classes);
-                } else if (t.name.find("running_var") != std::string::npos || t.name.find("inv_std") != std::string::npos) {
+                } else if (t.name.find("running_var") != std::string::npos || t.name.find("variance") != std::string::npos ||
+                           t.name.find("inv_std") != std::string::npos) {
                     low = 0.5, high = 1.5;
                 }
                 args.push_back(pipeline_arg(t.type == DType::F32 ? f32 : i32, arg.extents, arg.output, low, high));
@@ -422,9 +434,12 @@ std::string render_graph_cpp(const Compiled &c) {
     out << "// One view per (tensor, extents) the calls use; activation offsets are the buffer plan.\n"
         << "struct Graph::Views {\n"
         << "    Pipelines pipelines = kManualPipelines;  // the ones the step calls (select_schedule)\n"
+        << "    BatchNormReducer *batchnorm = &per_rank_batchnorm();  // a build for several ranks calls it\n"
         << views.declarations() << "};\n\n"
         << "Graph::Graph(const Arenas &arenas) : views_(new Views) {\n    Views &v = *views_;\n" << views.bindings()
         << "}\n\nGraph::~Graph() { delete views_; }\n\n"
+        << "void Graph::set_batchnorm_reducer(BatchNormReducer *reducer) {\n"
+        << "    views_->batchnorm = reducer ? reducer : &per_rank_batchnorm();\n}\n\n"
         << "int Graph::forward(const Batch &batch, bool training, int valid, Metrics *metrics) {\n"
         << "    Views &v = *views_;\n" << forward
         << "    // The two scalars come back to the host (a no-op for a host build).\n"
@@ -608,7 +623,8 @@ std::string render_summary(const Compiled &c) {
         << mib(p.unplanned_bytes) << ")\n"
         << "  lower bound (most bytes live at one step):  " << grouped(p.live_bytes) << " bytes ("
         << mib(p.live_bytes) << ")\n"
-        << "Pipelines:               " << p.pipelines().size() << " distinct op instances, " << p.calls.size()
+        << "Pipelines:               " << p.pipelines().size() << " distinct op instances, "
+        << std::count_if(p.calls.begin(), p.calls.end(), [](const Call &call) { return call.hook.empty(); })
         << " calls (forward in training and evaluation variants, backward, update)\n";
     return out.str();
 }

@@ -30,7 +30,7 @@ std::vector<Pipeline> Program::pipelines() const {
     std::vector<Pipeline> distinct;
     std::set<std::string> seen;
     for (const Call &call : calls)
-        if (seen.insert(call.pipeline.library()).second) distinct.push_back(call.pipeline);
+        if (call.hook.empty() && seen.insert(call.pipeline.library()).second) distinct.push_back(call.pipeline);
     return distinct;
 }
 
@@ -177,8 +177,16 @@ private:
 
     void call(Phase phase, int node, Pipeline pipeline, std::vector<Arg> args) {
         if (phase != Phase::Eval) step_++;
-        program_.calls.push_back(Call{phase, step_, graph_.nodes[node].name, std::move(pipeline), std::move(args)});
+        program_.calls.push_back(Call{phase, step_, graph_.nodes[node].name, std::move(pipeline), std::move(args), ""});
     }
+    void hook(Phase phase, int node, const char *method, std::vector<Arg> args) {
+        call(phase, node, {}, std::move(args));
+        program_.calls.back().hook = method;
+    }
+
+    // A build for several ranks runs each batch norm in two parts around the
+    // BatchNormReducer, which combines the statistics across ranks or not (--sync-bn).
+    bool split_batchnorm() const { return spec_.ranks > 1; }
 
     // --- parameters ---------------------------------------------------------
     void place_parameters() {
@@ -277,9 +285,22 @@ private:
             if (step.residual) args.push_back(in(value(step.inputs[1]), whcn(in_dims)));
             std::vector<Arg> eval_args = args;
             eval_args.push_back(out(y, whcn(in_dims)));
+            if (split_batchnorm()) {
+                const int rank_mean = activation(node.name + ".rank_mean", {in_dims.c});
+                const int rank_variance = activation(node.name + ".rank_variance", {in_dims.c});
+                const int batch_mean = activation(node.name + ".batch_mean", {in_dims.c});
+                const int batch_variance = activation(node.name + ".batch_variance", {in_dims.c});
+                const int unbiased = activation(node.name + ".batch_unbiased_variance", {in_dims.c});
+                call(Phase::Train, step.node, nchw_pipeline("batchnorm_moments", in_dims),
+                     {in(x, whcn(in_dims)), out(rank_mean), out(rank_variance)});
+                hook(Phase::Train, step.node, "moments",
+                     {in(rank_mean), in(rank_variance), expr(std::to_string(in_dims.n * in_dims.h * in_dims.w)),
+                      out(batch_mean), out(batch_variance), out(unbiased)});
+                args.insert(args.end(), {in(batch_mean), in(batch_variance), in(unbiased)});
+            }
             args.insert(args.end(), {out(y, whcn(in_dims)), out(mean), out(inv_std), out(running_mean), out(running_var)});
             call(Phase::Train, step.node, batchnorm_pipeline("batchnorm_train", step), args);
-            call(Phase::Eval, step.node, batchnorm_pipeline("batchnorm_eval", step), eval_args);
+            call(Phase::Eval, step.node, batchnorm_pipeline("batchnorm_eval", step, false), eval_args);
             saved_[step.node] = {mean, inv_std};
             break;
         }
@@ -309,9 +330,10 @@ private:
         }
     }
 
-    Pipeline batchnorm_pipeline(const char *generator, const Step &step) const {
+    Pipeline batchnorm_pipeline(const char *generator, const Step &step, bool may_split = true) const {
         Pipeline p = nchw_pipeline(generator, dims(shape(step.inputs[0])));
         p.params.insert(p.params.end(), {{"relu", step.relu}, {"residual", step.residual}});
+        if (may_split && split_batchnorm()) p.params.push_back({"split", 1});
         return p;
     }
 
@@ -384,10 +406,27 @@ private:
             const auto [mean, inv_std] = saved_.at(step.node);
             std::vector<Arg> args = {in(x, whcn(in_dims))};
             if (step.relu) args.push_back(in(y, whcn(in_dims)));
-            args.insert(args.end(), {in(dy, whcn(in_dims)), in(param(step.node, "weight")), in(mean), in(inv_std),
-                                     out(gradient_slot(x_node, step.node), whcn(in_dims)),
-                                     out(grad(step.node, "weight")), out(grad(step.node, "bias"))});
-            if (step.residual) args.push_back(out(gradient_slot(step.inputs[1], step.output), whcn(in_dims)));
+            args.push_back(in(dy, whcn(in_dims)));
+            std::vector<Arg> outputs = {out(gradient_slot(x_node, step.node), whcn(in_dims))};
+            if (split_batchnorm()) {  // this rank's sums are its d_gamma and d_beta
+                const int d_gamma = grad(step.node, "weight"), d_beta = grad(step.node, "bias");
+                const int mean_dz = activation(node.name + ".mean_dz", {in_dims.c});
+                const int mean_dz_xhat = activation(node.name + ".mean_dz_xhat", {in_dims.c});
+                std::vector<Arg> sums_args = args;
+                sums_args.insert(sums_args.end(), {in(mean), in(inv_std), out(d_gamma), out(d_beta)});
+                Pipeline sums = nchw_pipeline("batchnorm_backward_sums", in_dims);
+                sums.params.push_back({"relu", step.relu});
+                call(Phase::Backward, step.node, sums, sums_args);
+                hook(Phase::Backward, step.node, "gradient_means",
+                     {in(d_beta), in(d_gamma), expr(std::to_string(in_dims.n * in_dims.h * in_dims.w)), out(mean_dz),
+                      out(mean_dz_xhat)});
+                args.insert(args.end(), {in(param(step.node, "weight")), in(mean), in(inv_std), in(mean_dz), in(mean_dz_xhat)});
+            } else {
+                args.insert(args.end(), {in(param(step.node, "weight")), in(mean), in(inv_std)});
+                outputs.insert(outputs.end(), {out(grad(step.node, "weight")), out(grad(step.node, "bias"))});
+            }
+            if (step.residual) outputs.push_back(out(gradient_slot(step.inputs[1], step.output), whcn(in_dims)));
+            args.insert(args.end(), outputs.begin(), outputs.end());
             call(Phase::Backward, step.node, batchnorm_pipeline("batchnorm_backward", step), args);
             break;
         }

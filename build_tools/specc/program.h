@@ -52,7 +52,7 @@ struct Arg {
 enum class Phase {
     Forward,   // forward, both modes
     Train,     // forward(training=true) only
-    Eval,      // forward(training=false) only: the twin of the Train call before it
+    Eval,      // forward(training=false) only: the twin of the Train calls before it
     Backward,
     Update,
 };
@@ -63,6 +63,10 @@ struct Call {
     std::string node;          // the spec node it computes (for messages)
     Pipeline pipeline;
     std::vector<Arg> args;     // inputs then outputs, docs/INTERNALS.md order
+    // Non-empty: no pipeline but a method of the runtime's BatchNormReducer
+    // ("moments", "gradient_means"), which a build for several ranks calls
+    // between the two parts of each batch norm (runtime/graph_api.h).
+    std::string hook;
 };
 
 struct Program {

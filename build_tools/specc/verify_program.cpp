@@ -16,16 +16,24 @@ int64_t flag(const Pipeline &p, const std::string &key) {
     return 0;
 }
 
-// Inputs and outputs of each generator, docs/INTERNALS.md.
-std::pair<size_t, size_t> arity(const Pipeline &p) {
+// Inputs and outputs of each generator, docs/INTERNALS.md, and of each
+// BatchNormReducer hook (runtime/graph_api.h).
+std::pair<size_t, size_t> arity(const Call &call) {
+    if (call.hook == "moments") return {3, 3};
+    if (call.hook == "gradient_means") return {3, 2};
+    if (!call.hook.empty()) throw InternalError("program check: unknown hook " + quote(call.hook));
+    const Pipeline &p = call.pipeline;
     const std::string &g = p.generator;
-    const size_t relu = size_t(flag(p, "relu")), residual = size_t(flag(p, "residual"));
+    const size_t relu = size_t(flag(p, "relu")), residual = size_t(flag(p, "residual")), split = size_t(flag(p, "split"));
     if (g == "conv2d_forward") return {3, 1};
     if (g == "conv2d_backward_data") return {2, 1};
     if (g == "conv2d_backward_weights") return {2, 2};
-    if (g == "batchnorm_train") return {5 + residual, 5};
+    if (g == "batchnorm_moments") return {1, 2};
+    if (g == "batchnorm_train") return {5 + residual + 3 * split, 5};
     if (g == "batchnorm_eval") return {5 + residual, 1};
-    if (g == "batchnorm_backward") return {5 + relu, 3 + residual};
+    if (g == "batchnorm_backward_sums") return {4 + relu, 2};
+    if (g == "batchnorm_backward") return split ? std::pair<size_t, size_t>{7 + relu, 1 + residual}
+                                                : std::pair<size_t, size_t>{5 + relu, 3 + residual};
     if (g == "relu_forward") return {1, 1};
     if (g == "relu_backward" || g == "add" || g == "maxpool_backward") return {2, 1};
     if (g == "maxpool_forward") return {1, 2};
@@ -40,9 +48,10 @@ std::pair<size_t, size_t> arity(const Pipeline &p) {
 
 void check_call(const Program &program, const Call &call, std::set<int> &written) {
     const auto fail = [&](const std::string &what) {
-        throw InternalError("program check failed at node " + quote(call.node) + ", " + call.pipeline.library() + ": " + what);
+        const std::string function = call.hook.empty() ? call.pipeline.library() : call.hook;
+        throw InternalError("program check failed at node " + quote(call.node) + ", " + function + ": " + what);
     };
-    const auto [inputs, outputs] = arity(call.pipeline);
+    const auto [inputs, outputs] = arity(call);
     size_t seen_inputs = 0, seen_outputs = 0;
     for (const Arg &arg : call.args) {
         if (arg.output) seen_outputs++;

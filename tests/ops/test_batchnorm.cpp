@@ -1,6 +1,11 @@
 // batchnorm_train / batchnorm_eval / batchnorm_backward, every relu/residual
 // combination, against a double-precision reference, the contract's backward
-// formula and finite differences through the batch statistics.
+// formula and finite differences through the batch statistics; the split form
+// (batchnorm_moments, batchnorm_backward_sums and the two given the
+// statistics) against the same references.
+#include <tuple>
+#include <type_traits>
+
 #include "op_cases.h"
 #include "test_util.h"
 
@@ -158,4 +163,124 @@ void check_batchnorm(const BnShape s, Train train, Eval eval, Backward backward)
 
 TEST_CASE("batchnorm: train (running statistics in place), eval, backward", "[batchnorm]") {
     HLNET_BATCHNORM_CASES(HLNET_BN_CASE)
+}
+
+namespace {
+
+// The buffer as an argument when the flag is on, else no argument.
+template <bool On>
+auto optional_arg(Buffer<float> &b) {
+    if constexpr (On) {
+        return std::make_tuple(b.raw_buffer());
+    } else {
+        return std::tuple<>();
+    }
+}
+
+template <bool Relu, bool Residual, typename Moments, typename Train, typename Sums, typename Backward>
+void check_batchnorm_split(const BnShape s, Moments moments, Train train, Sums sums, Backward backward) {
+    const std::vector<int> vec = {s.C};
+    auto x = random_buffer(s.shape(), 21, -1.0f, 3.0f);
+    auto gamma = random_buffer(vec, 22, 0.5f, 1.5f), beta = random_buffer(vec, 23);
+    auto running_mean = random_buffer(vec, 24), running_var = random_buffer(vec, 25, 0.5f, 1.5f);
+    auto residual = random_buffer(s.shape(), 26), d_out = random_buffer(s.shape(), 27);
+    auto x_d = to_double(x), gamma_d = to_double(gamma), rm_d = to_double(running_mean), rv_d = to_double(running_var);
+    const BnStats st = batch_stats(s, x_d);
+
+    // Part one of the forward: this batch's moments.
+    auto rank_mean = output_buffer(vec), rank_variance = output_buffer(vec);
+    REQUIRE(moments(x, rank_mean, rank_variance) == 0);
+    to_host(rank_mean, rank_variance);
+    check_close(rank_mean, st.mean, "batchnorm_moments mean");
+    check_close(rank_variance, st.var, "batchnorm_moments variance");
+
+    // Part two, given statistics that are not this batch's own (as another
+    // rank's would make them), and an unbiased variance that is not a
+    // multiple of the biased one: each input must be used for what it is.
+    Buffer<double> mean(s.C), var(s.C), unbiased(s.C), inv_std(s.C);
+    auto mean_f = output_buffer(vec), var_f = output_buffer(vec), unbiased_f = output_buffer(vec);
+    for (int c = 0; c < s.C; c++) {
+        mean_f(c) = float(st.mean(c) + 0.25), var_f(c) = float(st.var(c) * 1.5 + 0.1);
+        unbiased_f(c) = var_f(c) + 0.3f;
+        mean(c) = mean_f(c), var(c) = var_f(c), unbiased(c) = unbiased_f(c);
+        inv_std(c) = 1 / std::sqrt(var(c) + kEps);
+    }
+    for (auto *b : {&mean_f, &var_f, &unbiased_f}) b->set_host_dirty();
+    auto out = output_buffer(s.shape()), saved_mean = output_buffer(vec), saved_inv_std = output_buffer(vec);
+    auto new_rm = output_buffer(vec), new_rv = output_buffer(vec);
+    int rc = std::apply(train, std::tuple_cat(std::make_tuple(x.raw_buffer(), gamma.raw_buffer(), beta.raw_buffer(),
+                                                              running_mean.raw_buffer(), running_var.raw_buffer()),
+                                              optional_arg<Residual>(residual),
+                                              std::make_tuple(mean_f.raw_buffer(), var_f.raw_buffer(), unbiased_f.raw_buffer(),
+                                                              out.raw_buffer(), saved_mean.raw_buffer(),
+                                                              saved_inv_std.raw_buffer(), new_rm.raw_buffer(),
+                                                              new_rv.raw_buffer())));
+    REQUIRE(rc == 0);
+    to_host(out, saved_mean, saved_inv_std, new_rm, new_rv);
+    const auto out_ref = bn_reference(s, x_d, mean, var, gamma_d, to_double(beta), to_double(residual));
+    Buffer<double> rm_ref(s.C), rv_ref(s.C);
+    for (int c = 0; c < s.C; c++) {
+        rm_ref(c) = 0.9 * rm_d(c) + 0.1 * mean(c);
+        rv_ref(c) = 0.9 * rv_d(c) + 0.1 * unbiased(c);
+    }
+    check_close(out, out_ref, "split output");
+    check_close(saved_mean, mean, "split saved_mean");
+    check_close(saved_inv_std, inv_std, "split saved_inv_std");
+    check_close(new_rm, rm_ref, "split new_running_mean");
+    check_close(new_rv, rv_ref, "split new_running_var");
+
+    // Backward, part one: the sums, which are d_gamma and d_beta.
+    auto d_out_d = to_double(d_out);
+    Buffer<double> dz(s.shape()), d_gamma_ref(s.C), d_beta_ref(s.C);
+    d_gamma_ref.fill(0.0);
+    d_beta_ref.fill(0.0);
+    auto xhat = [&](int xx, int y, int c, int n) { return (x_d(xx, y, c, n) - mean(c)) * inv_std(c); };
+    dz.for_each_element([&](int xx, int y, int c, int n) {
+        dz(xx, y, c, n) = (!s.relu || out_ref(xx, y, c, n) > 0) ? d_out_d(xx, y, c, n) : 0.0;
+        d_beta_ref(c) += dz(xx, y, c, n);
+        d_gamma_ref(c) += dz(xx, y, c, n) * xhat(xx, y, c, n);
+    });
+    auto d_gamma = output_buffer(vec), d_beta = output_buffer(vec);
+    rc = std::apply(sums, std::tuple_cat(std::make_tuple(x.raw_buffer()), optional_arg<Relu>(out),
+                                         std::make_tuple(d_out.raw_buffer(), saved_mean.raw_buffer(),
+                                                         saved_inv_std.raw_buffer(), d_gamma.raw_buffer(),
+                                                         d_beta.raw_buffer())));
+    REQUIRE(rc == 0);
+    to_host(d_gamma, d_beta);
+    check_close(d_gamma, d_gamma_ref, "batchnorm_backward_sums d_gamma");
+    check_close(d_beta, d_beta_ref, "batchnorm_backward_sums d_beta");
+
+    // Part two, given means of the sums that are not this batch's own.
+    auto mean_dz = output_buffer(vec), mean_dz_xhat = output_buffer(vec);
+    for (int c = 0; c < s.C; c++) {
+        mean_dz(c) = float(d_beta_ref(c) / s.M() + 0.2);
+        mean_dz_xhat(c) = float(d_gamma_ref(c) / s.M() - 0.1);
+    }
+    mean_dz.set_host_dirty();
+    mean_dz_xhat.set_host_dirty();
+    auto d_in = output_buffer(s.shape()), d_residual = output_buffer(s.shape());
+    rc = std::apply(backward, std::tuple_cat(std::make_tuple(x.raw_buffer()), optional_arg<Relu>(out),
+                                             std::make_tuple(d_out.raw_buffer(), gamma.raw_buffer(),
+                                                             saved_mean.raw_buffer(), saved_inv_std.raw_buffer(),
+                                                             mean_dz.raw_buffer(), mean_dz_xhat.raw_buffer(),
+                                                             d_in.raw_buffer()),
+                                             optional_arg<Residual>(d_residual)));
+    REQUIRE(rc == 0);
+    to_host(d_in, d_residual);
+    Buffer<double> d_in_ref(s.shape());
+    d_in_ref.for_each_element([&](int xx, int y, int c, int n) {
+        d_in_ref(xx, y, c, n) =
+            gamma_d(c) * inv_std(c) * (dz(xx, y, c, n) - double(mean_dz(c)) - xhat(xx, y, c, n) * double(mean_dz_xhat(c)));
+    });
+    check_close(d_in, d_in_ref, "split d_input");
+    if (s.residual) check_close(d_residual, dz, "split d_residual");
+}
+
+}  // namespace
+
+#define HLNET_BN_SPLIT_CASE(moments, train, sums, backward, N, C, H, W, RELU, RESIDUAL, SPLIT) \
+    SECTION(#train) { check_batchnorm_split<RELU, RESIDUAL>({N, C, H, W, RELU, RESIDUAL}, moments, train, sums, backward); }
+
+TEST_CASE("batchnorm split form: moments, train given them, backward sums, backward given their means", "[batchnorm]") {
+    HLNET_BATCHNORM_SPLIT_CASES(HLNET_BN_SPLIT_CASE)
 }

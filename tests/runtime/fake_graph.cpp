@@ -67,6 +67,8 @@ Graph::Graph(const Arenas &a) : views_(new Views) {
 
 Graph::~Graph() { delete views_; }
 
+void Graph::set_batchnorm_reducer(BatchNormReducer *) {}  // no batch norm here
+
 int Graph::forward(const Batch &batch, bool training, int valid, Metrics *metrics) {
     Views &v = *views_;
     const halide_buffer_t *images = batch.images;

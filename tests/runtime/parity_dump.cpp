@@ -14,7 +14,9 @@
 // the ranks, the averaged gradients, and the parameters and statistics that
 // every rank then holds.
 //
-// usage: [mpirun -np R] NAME_parity_dump --load FILE --indices I,J,... --out FILE [--data DIR]
+// With --sync-bn, batch norm over the images of every rank together.
+//
+// usage: [mpirun -np R] NAME_parity_dump --load FILE --indices I,J,... --out FILE [--data DIR] [--sync-bn]
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -58,7 +60,7 @@ const halide_buffer_t *host_view(hlnet::Graph &graph, const char *name) {
 }
 
 int run(const std::string &load, const std::string &indices_text, const std::string &out, const std::string &data,
-        const hlnet::World &world) {
+        bool sync_bn, const hlnet::World &world) {
     hlnet::install_halide_error_handler();
     hlnet::Model model;
     const hlnet::ModelInfo &info = model.info;
@@ -69,7 +71,7 @@ int run(const std::string &load, const std::string &indices_text, const std::str
     const std::vector<int32_t> indices = parse_indices(indices_text, info.batch * info.ranks, train.count());
     for (int i = 0; i < info.batch; i++) input.indices(i) = indices[size_t(world.rank() * info.batch + i)];
     input.indices.set_host_dirty();
-    hlnet::TrainingStep step(model, world);
+    hlnet::TrainingStep step(model, world, sync_bn);
 
     // Dumped tensors are copied as they are made, since later calls reuse the memory.
     std::vector<std::vector<uint8_t>> storage;
@@ -125,11 +127,13 @@ int run(const std::string &load, const std::string &indices_text, const std::str
 
 int main(int argc, char **argv) {
     std::string load, indices, out, data = "/usr/share/datasets/fashion-mnist";
+    bool sync_bn = false;
     const std::vector<hlnet::Flag> flags = {
         {"--load", &load, "FILE", "checkpoint to start from"},
         {"--indices", &indices, "I,J,...", "training images of the batch, one per row"},
         {"--out", &out, "FILE", "safetensors file to write"},
         {"--data", &data, "DIR", "IDX files (/usr/share/datasets/fashion-mnist)"},
+        {"--sync-bn", &sync_bn, "", "batch norm over every rank's images together (the trainer's --sync-bn)"},
     };
     std::unique_ptr<hlnet::World> world;
     try {
@@ -137,7 +141,7 @@ int main(int argc, char **argv) {
         if (load.empty() || indices.empty() || out.empty())
             throw hlnet::UsageError("--load, --indices and --out are required");
         world = std::make_unique<hlnet::World>();
-        return run(load, indices, out, data, *world);
+        return run(load, indices, out, data, sync_bn, *world);
     } catch (const hlnet::UsageError &e) {
         std::fprintf(stderr, "%s: %s\n%s", argv[0], e.what(),
                      hlnet::usage_text(argv[0], "Dumps one training step for tools/torch_reference.py.", flags).c_str());

@@ -228,3 +228,45 @@ TEST_CASE("an add of two batch norms absorbs into the first only") {
     CHECK(param_value(*train[1], "residual") == 1);
     CHECK(param_value(*train[1], "relu") == 1);
 }
+
+TEST_CASE("a build for several ranks runs each batch norm in two parts around the BatchNormReducer") {
+    Overrides two;
+    two.ranks = 2;
+    const Compiled c = compile_spec("tiny", two);
+    const Program &p = c.program;
+    const auto train = calls_of(p, "batchnorm_train", Phase::Train);
+    const auto backward = calls_of(p, "batchnorm_backward", Phase::Backward);
+    REQUIRE(train.size() == 17);
+    REQUIRE(backward.size() == 17);
+    CHECK(calls_of(p, "batchnorm_moments", Phase::Train).size() == 17);
+    CHECK(calls_of(p, "batchnorm_backward_sums", Phase::Backward).size() == 17);
+    CHECK(calls_of(p, "batchnorm_eval", Phase::Eval).size() == 17);
+    for (const Call *call : train) {  // moments, the hook, then the part given them; count = N*H*W of one rank
+        CHECK(param_value(*call, "split") == 1);
+        CHECK((call - 2)->pipeline.generator == "batchnorm_moments");
+        CHECK((call - 1)->hook == "moments");
+        CHECK((call - 1)->args[2].expr == std::to_string(16 * param_value(*call, "H") * param_value(*call, "W")));
+    }
+    for (const Call *call : backward) {
+        CHECK(param_value(*call, "split") == 1);
+        CHECK((call - 2)->pipeline.generator == "batchnorm_backward_sums");
+        CHECK((call - 1)->hook == "gradient_means");
+    }
+    for (const Pipeline &pipeline : p.pipelines()) CHECK(!pipeline.generator.empty());  // hooks are no pipelines
+    for (const Call *call : calls_of(p, "batchnorm_eval", Phase::Eval)) CHECK(param_value(*call, "split") == -1);
+
+    const std::string cpp = render_files(c)[1].second;
+    // Evaluation keeps the one-part form; training runs the three calls.
+    CHECK(contains(cpp, "    if (training) {\n        if (int rc = v.pipelines.batchnorm_moments_n16_c8_h14_w14(v.a_conv1.get(), "
+                        "v.a_bn1_rank_mean.get(), v.a_bn1_rank_variance.get()))\n"));
+    CHECK(contains(cpp, "        if (int rc = v.batchnorm->moments(v.a_bn1_rank_mean.get(), v.a_bn1_rank_variance.get(), 3136, "
+                        "v.a_bn1_batch_mean.get(), v.a_bn1_batch_variance.get(), v.a_bn1_batch_unbiased_variance.get()))\n"));
+    // The gradients the sums made go to the listener only after the hook has read them.
+    const size_t hook = cpp.find("v.batchnorm->gradient_means(v.g_bn1_bias.get(), v.g_bn1_weight.get(), 3136,");
+    const size_t note = cpp.find("listener->ready(2);  // bn1.weight");
+    REQUIRE(hook != std::string::npos);
+    REQUIRE(note != std::string::npos);
+    CHECK(hook < note);
+    CHECK(cpp.rfind("batchnorm_backward_sums_n16_c8_h14_w14_relu1(", hook) != std::string::npos);
+    CHECK(cpp.find("batchnorm_backward_n16_c8_h14_w14_relu1_residual0_split1(", hook) > note);
+}
