@@ -12,6 +12,13 @@
 #ifdef HLNET_MPI
 #include <mpi.h>
 #endif
+#ifdef HLNET_NCCL
+#include <cuda_runtime_api.h>
+#include <dlfcn.h>
+#include <nccl.h>
+
+#include "HalideRuntimeCuda.h"
+#endif
 
 namespace hlnet {
 
@@ -35,12 +42,128 @@ private:
     std::chrono::steady_clock::time_point start_;
 };
 
+float *host_floats(halide_buffer_t *b) { return reinterpret_cast<float *>(b->host); }
+
 }  // namespace
+
+#ifdef HLNET_NCCL
+
+namespace {
+
+// Halide's CUDA runtime makes a context of its own, whose memory NCCL (on the
+// CUDA runtime API, in the device's primary context) cannot address: this
+// hook puts every pipeline in the primary context of Halide's device instead.
+// The driver comes through dlopen, as in Halide's runtime, so that the
+// trainer still starts, and says what is missing, where there is no driver.
+int acquire_primary_context(void *, void **context, bool create) {
+    static std::string failure;
+    static void *primary = [] {
+        using Init = int (*)(unsigned);
+        using DeviceGet = int (*)(int *, int);
+        using Retain = int (*)(void **, int);
+        void *driver = dlopen("libcuda.so.1", RTLD_LAZY);
+        if (!driver) {
+            failure = "CUDA: no driver (libcuda.so.1 cannot be loaded)";
+            return static_cast<void *>(nullptr);
+        }
+        const auto init = reinterpret_cast<Init>(dlsym(driver, "cuInit"));
+        const auto device_get = reinterpret_cast<DeviceGet>(dlsym(driver, "cuDeviceGet"));
+        const auto retain = reinterpret_cast<Retain>(dlsym(driver, "cuDevicePrimaryCtxRetain"));
+        const int gpu = halide_get_gpu_device(nullptr);
+        int device = 0, status = -1;
+        void *ctx = nullptr;
+        if (init && device_get && retain && (status = init(0)) == 0 && (status = device_get(&device, gpu)) == 0)
+            status = retain(&ctx, device);
+        if (status != 0) failure = strprintf("CUDA: no primary context on GPU %d (driver error %d)", gpu, status);
+        return status == 0 ? ctx : nullptr;
+    }();
+    *context = primary;
+    if (primary || !create) return halide_error_code_success;
+    halide_error(nullptr, failure.c_str());
+    return halide_error_code_generic_error;
+}
+
+void check_nccl(ncclResult_t result, const char *call) {
+    if (result != ncclSuccess) fail("NCCL: %s failed: %s", call, ncclGetErrorString(result));
+}
+
+}  // namespace
+
+struct World::Device {
+    int gpu = 0, node_ranks = 1;
+    ncclComm_t comm = nullptr;
+
+    ~Device() {
+        if (comm) ncclCommDestroy(comm);
+    }
+
+    // Made on the first collective, which every rank reaches together.
+    ncclComm_t communicator(const World &world) {
+        if (comm) return comm;
+        int gpus = 0;
+        if (cudaGetDeviceCount(&gpus) != cudaSuccess || gpus == 0) fail("NCCL: no CUDA device on this node");
+        if (cudaSetDevice(gpu) != cudaSuccess)
+            fail("NCCL: cannot use GPU %d: %d ranks on this node, %d GPUs (one rank per GPU)", gpu, node_ranks, gpus);
+        ncclUniqueId id{};
+        if (world.is_root()) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
+        world.broadcast(&id, sizeof id);
+        check_nccl(ncclCommInitRank(&comm, world.size(), id, world.rank()), "ncclCommInitRank");
+        int version = 0;
+        ncclGetVersion(&version);
+        if (world.is_root())
+            std::printf("gradients averaged on the GPUs by NCCL %d.%d.%d over %d rank(s)\n", version / 10000,
+                        version / 100 % 100, version % 100, world.size());
+        return comm;
+    }
+};
+
+void World::average_on_device(halide_buffer_t *arena, int64_t first, int64_t count) const {
+    Timed t(comm_seconds_);
+    float *base = reinterpret_cast<float *>(halide_cuda_get_device_ptr(nullptr, arena)) + first;
+    check_nccl(ncclAllReduce(base, base, size_t(count), ncclFloat, ncclAvg, device_->communicator(*this), nullptr),
+               "ncclAllReduce");
+}
+
+void World::broadcast_on_device(halide_buffer_t *arena) const {
+    Timed t(comm_seconds_);
+    void *base = reinterpret_cast<void *>(halide_cuda_get_device_ptr(nullptr, arena));
+    check_nccl(ncclBroadcast(base, base, size_t(arena->number_of_elements()), ncclFloat, 0,
+                             device_->communicator(*this), nullptr),
+               "ncclBroadcast");
+}
+
+#else
+
+struct World::Device {};
+
+void World::average_on_device(halide_buffer_t *, int64_t, int64_t) const { fail("this build has no NCCL"); }
+
+void World::broadcast_on_device(halide_buffer_t *) const { fail("this build has no NCCL"); }
+
+#endif  // HLNET_NCCL
 
 #ifdef HLNET_MPI
 
+// This rank's GPU is its rank among the ranks of its node; every pipeline
+// runs in that GPU's primary context. Before any pipeline runs.
+void World::use_gpu(int gpu, int node_ranks) {
+#ifdef HLNET_NCCL
+    device_ = std::make_unique<Device>();
+    device_->gpu = gpu;
+    device_->node_ranks = node_ranks;
+    halide_set_gpu_device(gpu);
+    halide_set_cuda_acquire_context(acquire_primary_context);
+#else
+    (void)gpu, (void)node_ranks;
+#endif
+}
+
 World::World() {
-    if (!started_by_mpirun()) return;
+    if (!started_by_mpirun()) {
+        // One process averaging over itself through NCCL: gpu_check.sh's smoke test.
+        if (std::getenv("HLNET_NCCL_ONE_RANK")) use_gpu(0, 1);
+        return;
+    }
     int provided = 0;
     // Only this thread calls MPI; Halide's worker threads never do.
     if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
@@ -48,9 +171,19 @@ World::World() {
     mpi_ = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
+#ifdef HLNET_NCCL
+    MPI_Comm node;
+    int node_rank = 0, node_ranks = 1;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &node_rank);
+    MPI_Comm_size(node, &node_ranks);
+    MPI_Comm_free(&node);
+    use_gpu(node_rank, node_ranks);
+#endif
 }
 
 World::~World() {
+    device_.reset();  // NCCL before MPI
     if (mpi_) MPI_Finalize();
 }
 
@@ -94,17 +227,18 @@ struct GradientAverager::Requests {
 
 void GradientAverager::start(Bucket &b) {
     b.started = true;
+    if (world_.on_device()) return world_.average_on_device(grads_, b.first, b.count);  // one rank too: a smoke test
     if (world_.size() == 1) return;
     Timed t(world_.comm_seconds_);
     const size_t i = size_t(&b - buckets_.data());
-    MPI_Iallreduce(MPI_IN_PLACE, grads_ + b.first, int(b.count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+    MPI_Iallreduce(MPI_IN_PLACE, host_floats(grads_) + b.first, int(b.count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
                    &requests_->of_bucket[i]);
 }
 
 // Open MPI moves a non-blocking collective on only inside MPI calls: one
 // here between two pipelines keeps the reductions going during backward.
 void GradientAverager::progress() {
-    if (world_.size() == 1) return;
+    if (world_.size() == 1 || world_.on_device()) return;
     Timed t(world_.comm_seconds_);
     int done = 0;
     MPI_Testall(int(requests_->of_bucket.size()), requests_->of_bucket.data(), &done, MPI_STATUSES_IGNORE);
@@ -113,13 +247,15 @@ void GradientAverager::progress() {
 void GradientAverager::finish() {
     for (Bucket &b : buckets_)
         if (!b.started) start(b);  // a gradient backward did not announce (or a graph without notes)
-    if (world_.size() > 1) {
-        Timed t(world_.comm_seconds_);
-        MPI_Waitall(int(requests_->of_bucket.size()), requests_->of_bucket.data(), MPI_STATUSES_IGNORE);
+    if (world_.size() > 1 && !world_.on_device()) {  // NCCL averages (ncclAvg) in stream order
+        {
+            Timed t(world_.comm_seconds_);
+            MPI_Waitall(int(requests_->of_bucket.size()), requests_->of_bucket.data(), MPI_STATUSES_IGNORE);
+        }
+        const float scale = 1.0f / float(world_.size());
+        float *grads = host_floats(grads_);
+        for (int64_t i = 0; i < total_floats_; i++) grads[i] *= scale;
     }
-    const float scale = 1.0f / float(world_.size());
-    if (world_.size() > 1)
-        for (int64_t i = 0; i < total_floats_; i++) grads_[i] *= scale;
     for (Bucket &b : buckets_) b.pending = b.params, b.started = false;
 }
 
@@ -157,7 +293,8 @@ void GradientAverager::finish() {
 
 #endif
 
-GradientAverager::GradientAverager(const World &world, const ModelInfo &info, float *grads, int64_t bucket_floats)
+GradientAverager::GradientAverager(const World &world, const ModelInfo &info, halide_buffer_t *grads,
+                                   int64_t bucket_floats)
     : world_(world), grads_(grads), total_floats_(info.param_floats), bucket_of_(size_t(info.num_params)),
       requests_(std::make_unique<Requests>()) {
     // Parameters in arena order; a bucket closes once it holds bucket_floats.

@@ -37,14 +37,29 @@ public:
     // one, prints "hlnet: message" and exits 1.
     [[noreturn]] void abort(const std::string &message) const;
 
-    // Seconds this rank has spent inside MPI calls so far.
+    // Seconds this rank has spent inside MPI (and NCCL) calls so far; on a
+    // GPU, NCCL's part is the time to queue its work.
     double communication_seconds() const { return comm_seconds_; }
+
+    // A cuda build with NCCL, started by mpirun: every rank runs its pipelines
+    // on one GPU of its node (its rank among the node's ranks) and the
+    // collectives on device arenas below go through NCCL, bootstrapped with
+    // an id rank 0 sends over MPI. Queued on the stream the pipelines use, so
+    // in order with them. Throw hlnet::Error when NCCL fails. (Environment
+    // HLNET_NCCL_ONE_RANK: a process started without mpirun does the same
+    // over itself, a smoke test of the path on one GPU.)
+    bool on_device() const { return device_ != nullptr; }
+    void average_on_device(halide_buffer_t *arena, int64_t first, int64_t count) const;  // floats, in place
+    void broadcast_on_device(halide_buffer_t *arena) const;                                // rank 0's floats
 
 private:
     friend class GradientAverager;
+    struct Device;  // the NCCL communicator, made on first use (distributed.cpp)
+    void use_gpu(int gpu, int node_ranks);
     int rank_ = 0, size_ = 1;
     bool mpi_ = false;
     mutable double comm_seconds_ = 0;
+    std::unique_ptr<Device> device_;
 };
 
 // Averages the gradient arena over the ranks, in buckets of whole parameters
@@ -57,7 +72,9 @@ class GradientAverager : public GradientListener {
 public:
     static constexpr int64_t kBucketFloats = int64_t(1) << 20;  // 4 MiB: ResNet-18's 11.2 M floats in 11 buckets
 
-    GradientAverager(const World &world, const ModelInfo &info, float *grads, int64_t bucket_floats = kBucketFloats);
+    // grads: the gradient arena, on the host, or on the device when world.on_device().
+    GradientAverager(const World &world, const ModelInfo &info, halide_buffer_t *grads,
+                     int64_t bucket_floats = kBucketFloats);
     ~GradientAverager();
     void ready(int param) override;
     void finish();  // every bucket reduced and averaged; ready for the next step
@@ -74,7 +91,7 @@ private:
     void progress();
 
     const World &world_;
-    float *grads_;
+    halide_buffer_t *grads_;
     int64_t total_floats_;
     std::vector<Bucket> buckets_;
     std::vector<int> bucket_of_;  // by parameter index

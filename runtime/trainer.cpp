@@ -183,10 +183,10 @@ void share_model(Model &model, const World &world) {
 // ---- one training step, on every rank ------------------------------------------------
 
 TrainingStep::TrainingStep(Model &model, const World &world, bool sync_batchnorm)
-    : model_(model), world_(world), averager_(world, model.info, model.grads.data()), global_batchnorm_(&world) {
-    if (world.size() > 1 && pipeline_device())
-        fail("data-parallel training of a GPU build needs NCCL, which this build does not use yet; "
-             "run one process per build, or use the host target");
+    : model_(model), world_(world), averager_(world, model.info, model.grads.raw_buffer()), global_batchnorm_(&world) {
+    if (world.size() > 1 && pipeline_device() && !world.on_device())
+        fail("data-parallel training of a GPU build needs NCCL, which this build has not (a cuda build finds it "
+             "in the CUDA toolkit; OpenCL builds have none): run one process, or use the host target");
     model.graph().set_batchnorm_reducer(sync_batchnorm ? &global_batchnorm_ : nullptr);
 }
 
@@ -207,7 +207,8 @@ void TrainingStep::backward(int64_t step) {
 
 void TrainingStep::update(float lr, float momentum, float weight_decay, int64_t step) {
     check_pipeline(model_.graph().update(lr, momentum, weight_decay), "update", step);
-    world_.broadcast(model_.state.data(), int64_t(model_.state.number_of_elements()) * 4);
+    if (world_.on_device()) world_.broadcast_on_device(model_.state.raw_buffer());
+    else world_.broadcast(model_.state.data(), int64_t(model_.state.number_of_elements()) * 4);
 }
 
 // ---- the training run ----------------------------------------------------------------
