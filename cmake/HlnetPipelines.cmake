@@ -2,7 +2,11 @@
 # variant, for the build's target, all sharing one Halide runtime.
 
 set(HLNET_HOST_TARGET host CACHE STRING
-    "Halide target of HLNET_TARGET=host: host (this CPU), or another, e.g. x86-64-linux-avx-avx2-f16c-fma-sse41 for AVX2-only x86")
+    "Halide target of HLNET_TARGET=host: host (this CPU), or another, e.g. x86-64-linux-avx-avx2-f16c-fma-sse41 for AVX2-only x86, arm-64-linux for a cross build")
+if(CMAKE_CROSSCOMPILING AND HLNET_HOST_TARGET STREQUAL "host")
+  message(FATAL_ERROR "cross-compiling for ${CMAKE_SYSTEM_PROCESSOR}: set HLNET_HOST_TARGET to its Halide target "
+                      "(arm-64-linux for aarch64); 'host' is the build machine")
+endif()
 if(HLNET_TARGET STREQUAL "host")
   set(HLNET_HALIDE_TARGET ${HLNET_HOST_TARGET})
 elseif(HLNET_TARGET STREQUAL "cuda")

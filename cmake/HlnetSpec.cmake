@@ -13,11 +13,15 @@ set(HLNET_SPECC ${HLNET_SPECC_BUILD}/specc)
 file(GLOB_RECURSE hlnet_specc_sources CONFIGURE_DEPENDS
      ${CMAKE_SOURCE_DIR}/build_tools/specc/*.cpp ${CMAKE_SOURCE_DIR}/build_tools/specc/*.h)
 
-# Build the host specc once per configure (incremental: a no-op when unchanged).
+# Build the host specc once per configure (incremental: a no-op when unchanged),
+# with this build's compiler unless that one makes programs for another machine.
+set(hlnet_specc_compiler -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER})
+if(CMAKE_CROSSCOMPILING)
+  set(hlnet_specc_compiler "")
+endif()
 execute_process(
   COMMAND ${CMAKE_COMMAND} -S ${CMAKE_SOURCE_DIR}/build_tools -B ${HLNET_SPECC_BUILD}
-          -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
-          -DHLNET_SPECC_ONLY=ON
+          -DCMAKE_BUILD_TYPE=Release ${hlnet_specc_compiler} -DHLNET_SPECC_ONLY=ON
   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "configuring specc failed:\n${out}")
