@@ -3,19 +3,27 @@
 
 Runs the spec's hlnet benchmark (build/NAME/NAME_bench) and then PyTorch's
 training step (forward, cross-entropy, backward, SGD) on the module that
-tools/torch_reference.py builds from build/NAME/NAME_graph.json, in float32 on
-the CPU, and prints images/s side by side. Both time the median step after a
-warm-up, on real Fashion-MNIST batches. A benchmark: it asserts nothing.
+tools/torch_reference.py builds from build/NAME/NAME_graph.json, in float32,
+and prints images/s side by side with the CPU model, its vector extensions
+and the FMA peak. Both time the median step after a warm-up, on real
+Fashion-MNIST batches. A benchmark: it asserts nothing.
+
+On the CPU, PyTorch runs the ways a user would run it: eager in NCHW, eager in
+channels_last, and (PyTorch 2.x) torch.compile in channels_last; and each
+PyTorch given by --python measures in a process of its own. The default is
+Debian's PyTorch 1.13 (/usr/bin/python3) and, when bench/setup_pytorch.sh has
+installed it, PyTorch 2.x from PyPI (.venv-torch/bin/python).
 
 On a GPU (--device cuda) PyTorch runs three ways: FP32 with TF32 off (the
 fair baseline for hlnet's FP32 pipelines), FP32 with TF32 on, and AMP (bfloat16
 autocast), each synchronised inside the timed region.
 
---profile adds one more PyTorch step under torch.profiler and prints where its
-time goes (convolutions, batch norm, ...), to read beside hlnet's per-pipeline
-table (NAME_pipelines_bench).
+--profile adds one more eager PyTorch step under torch.profiler and prints
+where its time goes (convolutions, batch norm, ...), to read beside hlnet's
+per-pipeline table (NAME_pipelines_bench).
 
-usage: bench/compare_pytorch.py BUILD/NAME [--steps N] [--warmup N] [--threads N] [--device cpu|cuda] [--profile]
+usage: bench/compare_pytorch.py BUILD/NAME [--steps N] [--warmup N] [--threads N] [--device cpu|cuda]
+                                [--python PYTHON]... [--profile]
 """
 import argparse
 import json
@@ -26,10 +34,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import torch_reference as ref  # noqa: E402
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+PYPI_TORCH = os.path.join(ROOT, ".venv-torch", "bin", "python")
 
 
 def hlnet_step_ms(bench, steps, warmup, data):
@@ -58,12 +64,27 @@ def print_profile(profiler):
         print(f"  {kind:38}{ms:10.1f} ms {100 * ms / whole:5.1f}%")
 
 
-def torch_step_ms(graph, steps, warmup, data, device="cpu", mode="fp32", profile=False):
-    """Median ms of PyTorch's training step; mode is fp32, tf32 or amp (GPU only)."""
+def torch_modes(torch, device):
+    if device == "cuda":
+        return ["fp32", "tf32", "amp"]
+    return ["eager", "channels_last"] + (["compile"] if hasattr(torch, "compile") else [])
+
+
+def torch_step_ms(graph, steps, warmup, data, device, mode, profile=False):
+    """Median ms of PyTorch's training step in `mode` (torch_modes)."""
+    import torch
+    import torch.nn.functional as F
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import torch_reference as ref
+
     if device == "cuda":
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
         torch.backends.cudnn.benchmark = True
-    net = ref.Net(graph).to(device)
+    layout = torch.channels_last if mode in ("channels_last", "compile") else torch.contiguous_format
+    net = ref.Net(graph).to(device).to(memory_format=layout)
+    model = torch.compile(net) if mode == "compile" else net
+    if mode == "compile":
+        warmup = max(warmup, 2)  # the first steps compile forward and backward
     images, labels = ref.load_split(data, "train")
     images, labels = images.to(device), labels.to(device)
     batch = graph["batch"]
@@ -75,9 +96,9 @@ def torch_step_ms(graph, steps, warmup, data, device="cpu", mode="fp32", profile
     def step(s):
         indices = (torch.arange(s * batch, (s + 1) * batch) % images.shape[0]).to(device)
         start = time.perf_counter()
-        x = ref.input_batch(graph, images, indices, torch.float32)
+        x = ref.input_batch(graph, images, indices, torch.float32).contiguous(memory_format=layout)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=mode == "amp"):
-            loss = F.cross_entropy(net(x), labels[indices].long())
+            loss = F.cross_entropy(model(x), labels[indices].long())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -96,6 +117,19 @@ def torch_step_ms(graph, steps, warmup, data, device="cpu", mode="fp32", profile
     return statistics.median(times)
 
 
+def measure_torch(a, graph):
+    """In the Python that runs this: every mode; the last line is the result as JSON."""
+    import torch
+    torch.set_num_threads(a.threads)
+    ms = {}
+    for mode in torch_modes(torch, a.device):
+        print(f"PyTorch {torch.__version__} {mode} ...", flush=True)
+        ms[mode] = torch_step_ms(graph, a.steps, a.warmup, a.data, a.device, mode,
+                                 a.profile and mode in ("eager", "fp32"))
+    device = torch.cuda.get_device_name() if a.device == "cuda" else f"CPU, {a.threads} threads"
+    print("RESULT " + json.dumps({"version": torch.__version__, "device": device, "ms": ms}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec_build", help="the spec's build folder, e.g. build/resnet18")
@@ -104,26 +138,40 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--profile", action="store_true", help="break PyTorch's FP32 step down by operator kind")
+    p.add_argument("--python", action="append",
+                   help="a Python with PyTorch to measure (repeatable; default: this one, and .venv-torch's if present)")
+    p.add_argument("--profile", action="store_true", help="break PyTorch's eager FP32 step down by operator kind")
+    p.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)  # the child's side
     a = p.parse_args()
     name = os.path.basename(os.path.normpath(a.spec_build))
     graph = json.load(open(os.path.join(a.spec_build, f"{name}_graph.json")))
-    torch.set_num_threads(a.threads)
-    os.environ.setdefault("HL_NUM_THREADS", str(a.threads))
+    if a.torch_only:
+        return measure_torch(a, graph)
 
+    os.environ.setdefault("HL_NUM_THREADS", str(a.threads))
     hl, machine = hlnet_step_ms(os.path.join(a.spec_build, f"{name}_bench"), a.steps, a.warmup, a.data)
-    modes = ["fp32", "tf32", "amp"] if a.device == "cuda" else ["fp32"]
-    pt = {m: torch_step_ms(graph, a.steps, a.warmup, a.data, a.device, m, a.profile and m == "fp32") for m in modes}
+    pythons = a.python or [sys.executable] + ([PYPI_TORCH] if os.path.exists(PYPI_TORCH) else [])
+    rows, where = [], ""
+    for python in pythons:
+        command = [python, os.path.abspath(__file__), a.spec_build, "--torch-only", "--steps", str(a.steps),
+                   "--warmup", str(a.warmup), "--threads", str(a.threads), "--data", a.data, "--device", a.device]
+        out = subprocess.run(command + (["--profile"] if a.profile else []), check=True, capture_output=True,
+                             text=True).stdout
+        print(out[:out.rfind("RESULT ")].rstrip())
+        result = json.loads(out[out.rfind("RESULT ") + len("RESULT "):])
+        rows += [(f"PyTorch {result['version']} {mode}", ms) for mode, ms in result["ms"].items()]
+        where = result["device"]
+
     batch = graph["batch"]
-    where = torch.cuda.get_device_name() if a.device == "cuda" else f"CPU, {a.threads} threads"
-    print(f"\n{name}, batch {batch}, {where}, median of {a.steps} steps after {a.warmup} warm-up")
+    print(f"\n{name}, batch {batch}, {where}, median of {a.steps} steps after {a.warmup} warm-up "
+          f"(torch.compile: at least 2)")
     if machine:
         print(machine)
-    print(f"{'':22}{'ms/step':>12}{'images/s':>12}{'hlnet speed-up':>16}")
-    print(f"{'hlnet':22}{hl:12.1f}{batch * 1000 / hl:12.1f}")
-    for m, ms in pt.items():
-        label = f"PyTorch {torch.__version__} {m}"
-        print(f"{label:22}{ms:12.1f}{batch * 1000 / ms:12.1f}{ms / hl:15.2f}x")
+    width = max(len(label) for label, _ in rows + [("hlnet", 0)]) + 2
+    print(f"{'':{width}}{'ms/step':>12}{'images/s':>12}{'hlnet speed-up':>16}")
+    print(f"{'hlnet':{width}}{hl:12.1f}{batch * 1000 / hl:12.1f}")
+    for label, ms in rows:
+        print(f"{label:{width}}{ms:12.1f}{batch * 1000 / ms:12.1f}{ms / hl:15.2f}x")
 
 
 if __name__ == "__main__":

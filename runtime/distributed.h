@@ -113,7 +113,7 @@ public:
 
 private:
     const World *world_;
-    std::vector<double> mine_, out_a_, out_b_;  // reused: no allocation after the first step
+    std::vector<double> mine_, out_a_, out_b_;  // scratch, kept between calls
 };
 
 }  // namespace hlnet
