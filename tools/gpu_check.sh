@@ -15,10 +15,10 @@
 # lent machine has no dataset), the Python tools and the Open MPI libraries the
 # trainer links (the lent machine has none); carry it with the device tool's
 # `carry`. NCCL (about 200 MB) is not packed: the run takes the lent machine's
-# own, from its PyTorch (see nccl_dir). A pipelines bench built with HLNET_SCHEDULES="manual;Li2018;Anderson2021"
+# own, from its PyTorch (see cuda_lib_dir). A pipelines bench built with HLNET_SCHEDULES="manual;Li2018;Anderson2021"
 # in HLNET_VARIANTS_BUILD (default build-cuda-sched) is packed too when present.
 # Each check runs under a time limit (all of them: under 10 minutes). Not cuDNN (about 480 MB): the pipelines bench's cuDNN column
-# loads the lent machine's own libcudnn.so.9 (see cudnn_dir).
+# loads the lent machine's own libcudnn.so.9 (see cuda_lib_dir).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -39,23 +39,13 @@ pack() {
   du -sh "$bundle"
 }
 
-# The folder of a libcudnn.so.9 on this machine: the CUDA toolkit's, else the
-# one in PyTorch's wheel (nvidia-cudnn-cu13: site-packages/nvidia/cudnn/lib).
-cudnn_dir() {
+# The folder of library FILE on this machine: the CUDA toolkit's, else the one
+# in PyTorch's wheel of MODULE (e.g. nvidia.cudnn: site-packages/nvidia/cudnn/lib).
+cuda_lib_dir() {  # FILE MODULE
   local dir
   for dir in /usr/local/cuda/lib64 \
-             $(python3 -c 'import nvidia.cudnn as m; print(*[p + "/lib" for p in m.__path__])' 2>/dev/null); do
-    if [ -e "$dir/libcudnn.so.9" ]; then echo "$dir"; return 0; fi
-  done
-  return 1
-}
-
-# The folder of a libnccl.so.2: the CUDA toolkit's, else PyTorch's wheel's (nvidia-nccl).
-nccl_dir() {
-  local dir
-  for dir in /usr/local/cuda/lib64 \
-             $(python3 -c 'import nvidia.nccl as m; print(*[p + "/lib" for p in m.__path__])' 2>/dev/null); do
-    if [ -e "$dir/libnccl.so.2" ]; then echo "$dir"; return 0; fi
+             $(python3 -c "import $2 as m; print(*[p + '/lib' for p in m.__path__])" 2>/dev/null); do
+    if [ -e "$dir/$1" ]; then echo "$dir"; return 0; fi
   done
   return 1
 }
@@ -77,8 +67,8 @@ run() {
   echo "hlnet $(cat COMMIT 2>/dev/null || echo '(commit unknown)'), $(date -u '+%Y-%m-%d %H:%M UTC')"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
   python3 -c 'import torch; print("PyTorch", torch.__version__, "cuDNN", torch.backends.cudnn.version())' || true
-  cudnn=$(cudnn_dir) || echo "no libcudnn.so.9 in /usr/local/cuda/lib64 or python3's nvidia.cudnn: no cuDNN column"
-  nccl=$(nccl_dir) || echo "no libnccl.so.2 in /usr/local/cuda/lib64 or python3's nvidia.nccl: the trainer will not start"
+  cudnn=$(cuda_lib_dir libcudnn.so.9 nvidia.cudnn) || echo "no libcudnn.so.9 in /usr/local/cuda/lib64 or python3's nvidia.cudnn: no cuDNN column"
+  nccl=$(cuda_lib_dir libnccl.so.2 nvidia.nccl) || echo "no libnccl.so.2 in /usr/local/cuda/lib64 or python3's nvidia.nccl: the trainer will not start"
   export LD_LIBRARY_PATH=$PWD/lib:$nccl:$cudnn${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
   section 90 "op tests on CUDA" ./hlnet_op_tests
