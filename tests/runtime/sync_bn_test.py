@@ -2,7 +2,7 @@
 """--sync-bn: specs/tiny.json on 2 ranks x 16 images trains as 1 rank x 32,
 on the real Fashion-MNIST.
 
-From a checkpoint 20 steps into training, 10 more steps on 1 rank, on 2
+From a checkpoint 20 steps into training, 1 and 10 more steps on 1 rank, on 2
 ranks with --sync-bn, and on 2 ranks with per-rank batch norm. The float
 error is measured, not guessed: it is how far the 1-rank run moves when every
 weight it starts from is nudged by one unit in the last place, the size of
@@ -10,6 +10,13 @@ one rounding. The 2-rank --sync-bn run, which differs from the 1-rank run only
 in the order of its sums, must end within 10 times that of the 1-rank run, in
 every parameter and running statistic; per-rank batch norm, a different
 computation, must end far outside it (so the comparison can tell).
+
+At batch 256 (tests/runtime/tiny_batch256.json) 10 steps cannot be compared
+this way: a rounding tips a ReLU somewhere in the batch within a few steps
+(measured: one pre-activation of -1.3e-7 in float64 came out +1.6e-6 in
+float32 at step 21), and the 1-ulp nudge moves the run by 1e-2 in 10 steps,
+as much as per-rank batch norm does. There the one-step parity tests against
+PyTorch on the whole batch stand in.
 
 usage: sync_bn_test.py --mpirun MPIRUN --train TRAIN_2RANKS --single TRAIN_1RANK --data DIR
 """
@@ -24,7 +31,6 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 from torch_reference import read_safetensors, write_safetensors  # noqa: E402
 
-STEPS = 10
 
 
 def check(condition, message):
@@ -73,23 +79,26 @@ def main():
             tensors[name] = torch.nextafter(t, torch.full_like(t, float("inf")))
     write_safetensors(os.path.join(work, "nudged.safetensors"), tensors, metadata)
 
-    def ten_steps(binary, start, out, *flags, ranks=1):
-        train(binary, "--load", start, "--max-steps", str(STEPS), "--save", out, *flags, ranks=ranks)
+    def steps(binary, start, count, *flags, ranks=1):
+        out = f"{start.split('.')[0]}_{count}_steps_{'sync' if flags else ranks}.safetensors"
+        train(binary, "--load", start, "--max-steps", str(count), "--save", out, *flags, ranks=ranks)
         return os.path.join(work, out)
 
-    one = ten_steps(a.single, "start.safetensors", "one.safetensors")
-    nudged = ten_steps(a.single, "nudged.safetensors", "nudged_one.safetensors")
-    synced = ten_steps(a.train, "start.safetensors", "sync.safetensors", "--sync-bn", ranks=2)
-    per_rank = ten_steps(a.train, "start.safetensors", "per_rank.safetensors", ranks=2)
-
-    float_error, where = largest_difference(one, nudged)
-    check(0 < float_error < 1e-3, f"the float error after {STEPS} steps, measured: {float_error:.2e} ({where})")
-    tolerance = 10 * float_error
-    diff, where = largest_difference(one, synced)
-    check(diff <= tolerance, f"2 ranks x 16 with --sync-bn end where 1 rank x 32 does: {diff:.2e} ({where}) "
-                             f"<= {tolerance:.2e}")
-    diff, where = largest_difference(one, per_rank)
-    check(diff > 100 * tolerance, f"and per-rank batch norm does not: {diff:.2e} ({where})")
+    for count in (1, 10):
+        one = steps(a.single, "start.safetensors", count)
+        nudged = steps(a.single, "nudged.safetensors", count)
+        synced = steps(a.train, "start.safetensors", count, "--sync-bn", ranks=2)
+        float_error, where = largest_difference(one, nudged)
+        check(float_error > 0 and (count > 1 or float_error < 1e-5),
+              f"the float error after {count} step(s), measured: {float_error:.2e} ({where})")
+        tolerance = 10 * float_error
+        diff, where = largest_difference(one, synced)
+        check(diff <= tolerance, f"2 ranks with --sync-bn end where 1 rank does after {count} step(s): "
+                                 f"{diff:.2e} ({where}) <= {tolerance:.2e}")
+        if float_error < 1e-4:  # below this, a different computation shows
+            per_rank = steps(a.train, "start.safetensors", count, ranks=2)
+            diff, where = largest_difference(one, per_rank)
+            check(diff > 100 * tolerance, f"and per-rank batch norm does not: {diff:.2e} ({where})")
     print("sync_bn_test: all passed")
 
 
