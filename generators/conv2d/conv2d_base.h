@@ -67,6 +67,19 @@ protected:
         return direct >= 2 * winograd_multiplies(winograd_tile(width, height), width, height);
     }
 
+    // Images per chunk of a blocked direct convolution on the CPU (`weights`
+    // floats, `pixels` output pixels per image): enough pixels per chunk that
+    // a weight block, read once per chunk, feeds many register tiles: 32
+    // while the weights fit in L2, 128 beyond, as for Winograd's chunks. One
+    // image at 12x12 and up; 16 for the 3x3 outputs of the 256->512 layer,
+    // whose 4.7 MB of weights were read from L3 for every image.
+    int direct_chunk_images(int weights, int pixels) const {
+        const int wanted = 4.0 * weights <= 1024 * 1024 ? 32 : 128;
+        int images = 1;
+        while (images < N && (images * pixels < wanted || N % images)) images++;
+        return images;
+    }
+
     // The tiling of a Winograd convolution with a (width, height) output.
     void plan_winograd(Winograd &w, int in_channels, int out_channels, int width, int height) const {
         w.active = true;
@@ -199,10 +212,10 @@ protected:
     }
 
     // CPU schedules: conv2d/cpu_schedules.h
-    void schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width);
+    void schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width, int height);
     void schedule_winograd_input_cpu(Winograd &w, LoopLevel level, int in_channels);
-    Var schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B);
-    Var schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B, Var chunk, Var image);
+    Var schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B);
+    Var schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B, Var chunk, Var image);
     void schedule_repack_cpu(Func f, int channels);
     Func schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width, int height);
 

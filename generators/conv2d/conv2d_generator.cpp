@@ -51,7 +51,7 @@ public:
                 schedule_flat_gpu(output, {x, y, co, n});
                 schedule_winograd_gpu(winograd, src);
             } else {
-                schedule_winograd_cpu(winograd, output, co, src, CI, WO());
+                schedule_winograd_cpu(winograd, output, co, src, CI, WO(), HO());
             }
         } else if (direct_gpu) {
             schedule_direct_conv_gpu(output, co, acc, r, weights, CO, WO(), HO(), N);
@@ -62,9 +62,11 @@ public:
             schedule_flat_gpu(weights, {cb, ci, kx, ky, kb});
         } else {
             // Measured: see docs/PERFORMANCE.md.
-            Func tiles = schedule_blocked_conv_cpu(acc, r, output, n, CO / B, WO(), HO());
-            schedule_unblock_cpu(output, co, tiles, WO(), B);
-            src.compute_at(output, n);
+            Var no{"no"}, ni{"ni"};
+            output.split(n, no, ni, direct_chunk_images(int(CI) * CO * K * K, WO() * HO()));
+            Func tiles = schedule_blocked_conv_cpu(acc, r, output, no, CO / B, WO(), HO());
+            schedule_unblock_cpu(output, co, tiles, WO(), HO(), B, no, ni);
+            src.compute_at(output, no);
             schedule_repack_cpu(src, CI);
             weights.compute_root().parallel(kb);
         }
@@ -153,7 +155,7 @@ public:
                 schedule_flat_gpu(d_input, {x, y, ci, n});
                 schedule_winograd_gpu(winograd, src);
             } else {
-                schedule_winograd_cpu(winograd, d_input, ci, src, CO, W);
+                schedule_winograd_cpu(winograd, d_input, ci, src, CO, W, H);
             }
         } else if (direct_gpu) {
             schedule_direct_conv_gpu(d_input, ci, acc, r, wt, CI, W, H, N);
@@ -168,24 +170,26 @@ public:
                 }
             }
         } else {
-            src.compute_at(d_input, n);
+            // Every phase is computed over the same grid, ceil(W/S) x ceil(H/S)
+            // (the mux reads them all at every x); the odd phases' extra column is unused.
+            const int width = (int(W) + S - 1) / S, height = (int(H) + S - 1) / S;
+            Var no{"no"}, ni{"ni"};
+            d_input.split(n, no, ni, direct_chunk_images(int(CI) * CO * K * K, width * height));
+            src.compute_at(d_input, no);
             schedule_repack_cpu(src, CO);
             for (int py = 0; py < S; py++) {
                 for (int px = 0; px < S; px++) {
                     Phase &ph = phases[py * S + px];
-                    // Every phase is computed over the same grid, ceil(W/S) x ceil(H/S)
-                    // (the mux reads them all at every x); the odd phases' extra column is unused.
-                    const int width = (int(W) + S - 1) / S, height = (int(H) + S - 1) / S;
                     if (!ph.weights.defined()) continue;
                     ph.weights.compute_root().parallel(kb);
-                    ph.tiles = schedule_blocked_conv_cpu(ph.acc, ph.r, d_input, n, CI / B, width, height);
+                    ph.tiles = schedule_blocked_conv_cpu(ph.acc, ph.r, d_input, no, CI / B, width, height);
                 }
             }
             // Interleaved phases read strided from several tiles: no transpose.
             if (S == 1 && phases[0].tiles.defined()) {
-                schedule_unblock_cpu(d_input, ci, phases[0].tiles, W, B);
+                schedule_unblock_cpu(d_input, ci, phases[0].tiles, W, H, B, no, ni);
             } else {
-                schedule_unblock_cpu(d_input, ci, Func(), W, 0);
+                schedule_unblock_cpu(d_input, ci, Func(), W, H, 0, no, ni);
             }
         }
     }
@@ -232,7 +236,7 @@ public:
             if (single_chunk) NC = N;
             define_winograd_grad();
         } else {
-            NC = chunk_images(WO() * HO(), 512);
+            NC = gpu() || using_autoscheduler() ? chunk_images(WO() * HO(), 512) : images_in_l2();
             src = input_source(input, stride);
             d_out_blocked = channel_blocked(d_output, B, "d_output_blocked");
             rp = RDom(0, WO(), 0, HO(), 0, NC, "rp");  // (ox, oy, image in chunk)
@@ -310,13 +314,12 @@ private:
                                              winograd.input(ci, rp.x, rp.y, image, kx, ky);
     }
 
-    // Images per chunk: enough positions (pixels, or Winograd tiles) per chunk
-    // that adding a register tile into the partial sums is rare, since the
-    // partial sums (CI*CO*K*K floats, or CI*CO*(m+2)^2) do not fit in cache.
-    // Measured on the 2-core AVX-512 machine: 512-channel 3x3 went from 49% to
-    // 65% of peak (per CPU-second) with chunks of >= 512 pixels instead of
-    // L2-sized ones. A chunk's tiles sweep the channel blocks outermost, so
-    // each block's slice of d_output stays in L2.
+    // Images per chunk of Winograd and of the GPU schedule: enough positions
+    // (Winograd tiles, or pixels) per chunk that adding a register tile into
+    // the partial sums is rare, since the partial sums (CI*CO*(m+2)^2 floats,
+    // or CI*CO*K*K) do not fit in cache. (The direct CPU schedule sizes its
+    // chunks by L2 instead, images_in_l2: its chunks of >= 512 pixels spilled
+    // out of L2 on the small-image layers.)
     int chunk_images(int per_image, int wanted) const {
         const int halves = N % 2 == 0 ? 2 : 1;
         const int per_half = N / halves;
@@ -324,6 +327,24 @@ private:
             if (per_half % d == 0 && d * per_image >= wanted) return d;
         }
         return per_half;
+    }
+
+    // Images per chunk of the direct convolution's CPU schedule: as many as
+    // keep a chunk's operands (its channels-last input window and its blocked
+    // d_output) within 768 KB, three quarters of a 1 MB L2, so that the
+    // channel groups' tiles re-read them from L2. Measured on the AVX-512
+    // Xeon (docs/PERFORMANCE.md): the 256->512 3x3/2 layer went from 45 to
+    // 21 ms with chunks of 8 images instead of 64 (2.2 MB of operands), the
+    // 128->256 one from 24 to 20 with 4 instead of 16.
+    int images_in_l2() const {
+        const long window = K == 1 ? long(WO()) * HO() : long((WO() - 1) * S + K) * ((HO() - 1) * S + K);
+        const long per_image = 4 * (window * CI + long(WO()) * HO() * CO);
+        const int halves = N % 2 == 0 ? 2 : 1, per_half = N / halves;
+        int images = 1;
+        for (int d = 2; d <= per_half; d++) {
+            if (per_half % d == 0 && d * per_image <= 768 * 1024) images = d;
+        }
+        return images;
     }
 
     // Not yet timed on a GPU (none lent to this task); proven on PoCL. Each

@@ -13,10 +13,11 @@ namespace hlnet {
 // while the tiles sweep the chunk), then the output transform and the
 // NCHW copy.
 template <typename T>
-void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width) {
+void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width,
+                                          int height) {
     Var no{"no"}, ni{"ni"};
     out.split(n, no, ni, w.images);
-    const Var chunk = schedule_unblock_cpu(out, ch, w.output, width, w.B, no, ni);
+    const Var chunk = schedule_unblock_cpu(out, ch, w.output, width, height, w.B, no, ni);
     src.compute_at(out, chunk);
     schedule_repack_cpu(src, in_channels);
 
@@ -87,24 +88,35 @@ void Conv2dBase<T>::schedule_winograd_input_cpu(Winograd &w, LoopLevel level, in
 // chunks; returns the parallel loop, at which per-image (or per-chunk)
 // producers are computed.
 template <typename T>
-Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B) {
-    return schedule_unblock_cpu(out, ch, tiles, width, B, n, n);
+Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B) {
+    return schedule_unblock_cpu(out, ch, tiles, width, height, B, n, n);
 }
 
 template <typename T>
-Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int B, Var chunk, Var image) {
+Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B, Var chunk,
+                                        Var image) {
     out.parallel(chunk);
     const int vx = channel_block(width);
+    const bool small_plane = vx < 4 && width * height <= 64;  // rows too short for vectors: 6x6, 3x3
+    Var cho{"cho"}, chi{"chi"}, p{"p"};
     if (B == 16 && vx >= 4) {
-        Var xo{"xo"}, xi{"xi"}, cho{"cho"}, chi{"chi"};
+        Var xo{"xo"}, xi{"xi"};
         out.split(x, xo, xi, vx)
             .split(ch, cho, chi, B)
             .reorder(xi, chi, xo, y, cho, image)
             .vectorize(xi)
             .unroll(chi);
         tiles.in(out).compute_at(out, xo).vectorize(cb).unroll(x);
+    } else if (B == 16 && small_plane) {
+        // A block's whole plane, 16 channels x width*height pixels, is one
+        // vector per channel of the dense NCHW plane, transposed from the
+        // block's pixel vectors.
+        out.fuse(x, y, p).split(ch, cho, chi, B).reorder(p, chi, cho, image).vectorize(p).unroll(chi);
+        tiles.in(out).compute_at(out, cho).vectorize(cb).unroll(x).unroll(y);
     } else if (vx >= 4) {
         out.vectorize(x, vx);
+    } else if (small_plane) {
+        out.fuse(x, y, p).vectorize(p);
     }
     return chunk;
 }
@@ -116,10 +128,10 @@ void Conv2dBase<T>::schedule_repack_cpu(Func f, int channels) {
 }
 
 // CPU schedule of a blocked convolution `acc` (reduction r) of `blocks`
-// channel blocks over a (width, height) grid, computed image by image inside
-// `consumer` (which is parallel over images): a register tile per
-// `choose_tile`, the blocks loop outermost so its weights stay in cache
-// while the tiles sweep the image.
+// channel blocks over a (width, height) grid, computed chunk by chunk of
+// images inside `consumer` (parallel over the chunks, consumer_n): a register
+// tile per `choose_tile`, the blocks loop outermost so its weights stay in
+// cache while the tiles sweep the chunk's images.
 template <typename T>
 Func Conv2dBase<T>::schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width,
                                               int height) {
@@ -130,7 +142,7 @@ Func Conv2dBase<T>::schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, V
         .split(x, xo, xi, t.tx)
         .split(y, yo, yi, t.ty)
         .split(kb, kbo, kbi, t.vo)
-        .reorder(cb, kbi, xi, yi, xo, yo, kbo, n)
+        .reorder(cb, kbi, xi, yi, xo, yo, n, kbo)
         .vectorize(cb)
         .unroll(kbi)
         .unroll(xi)
