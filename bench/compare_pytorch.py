@@ -127,7 +127,12 @@ def measure_torch(a, graph):
         ms[mode] = torch_step_ms(graph, a.steps, a.warmup, a.data, a.device, mode,
                                  a.profile and mode in ("eager", "fp32"))
     device = torch.cuda.get_device_name() if a.device == "cuda" else f"CPU, {a.threads} threads"
-    print("RESULT " + json.dumps({"version": torch.__version__, "device": device, "ms": ms}))
+    # The vector ISA PyTorch's CPU kernels chose (ATEN_CPU_CAPABILITY and
+    # ONEDNN_MAX_CPU_ISA cap it, e.g. at avx2 on an AVX-512 machine).
+    isa = (torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu")
+           else os.environ.get("ATEN_CPU_CAPABILITY", "default"))
+    label = torch.__version__ if a.device == "cuda" else f"{torch.__version__} ({isa})"
+    print("RESULT " + json.dumps({"version": label, "device": device, "ms": ms}))
 
 
 def main():
