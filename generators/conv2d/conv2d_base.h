@@ -214,7 +214,6 @@ protected:
     // CPU schedules: conv2d/cpu_schedules.h
     void schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width, int height);
     void schedule_winograd_input_cpu(Winograd &w, LoopLevel level, int in_channels);
-    Var schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B);
     Var schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B, Var chunk, Var image);
     void schedule_repack_cpu(Func f, int channels);
     Func schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width, int height);

@@ -79,19 +79,14 @@ void Conv2dBase<T>::schedule_winograd_input_cpu(Winograd &w, LoopLevel level, in
 }
 
 // CPU schedule of the NCHW result `out` (channel var ch) read out of the
-// channel-blocked `tiles`, images in parallel. With whole blocks of 16
-// channels, a 16-channel x `vx`-pixel square is loaded as vectors along
-// channels and stored as vectors along x, transposed in registers;
-// otherwise vectors along x with strided loads. (Scalar, this copy took
-// two thirds of the 7x7 stem.)
-// The images loop is n, or (chunk, image) where the caller split n in
-// chunks; returns the parallel loop, at which per-image (or per-chunk)
-// producers are computed.
-template <typename T>
-Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B) {
-    return schedule_unblock_cpu(out, ch, tiles, width, height, B, n, n);
-}
-
+// channel-blocked `tiles`, chunks of images in parallel (the caller split n
+// into chunk and image). With whole blocks of 16 channels, a 16-channel x
+// `vx`-pixel square is loaded as vectors along channels and stored as
+// vectors along x, transposed in registers; where rows are too short for
+// that (6x6, 3x3) the whole plane is the vector; otherwise vectors along x
+// (or the plane) with strided loads. (Scalar, this copy took two thirds of
+// the 7x7 stem.) Returns the parallel loop, at which per-chunk producers are
+// computed.
 template <typename T>
 Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B, Var chunk,
                                         Var image) {
