@@ -67,16 +67,18 @@ protected:
         return direct >= 2 * winograd_multiplies(winograd_tile(width, height), width, height);
     }
 
-    // Images per chunk of a blocked direct convolution on the CPU (`weights`
-    // floats, `pixels` output pixels per image): enough pixels per chunk that
-    // a weight block, read once per chunk, feeds many register tiles: 32
-    // while the weights fit in L2, 128 beyond, as for Winograd's chunks. One
-    // image at 12x12 and up; 16 for the 3x3 outputs of the 256->512 layer,
-    // whose 4.7 MB of weights were read from L3 for every image.
-    int direct_chunk_images(int weights, int pixels) const {
+    // Images per chunk of a CPU schedule that sweeps a chunk per block of
+    // `weights` floats (direct, or Winograd's transformed ones) with
+    // `positions` output pixels or Winograd tiles per image: enough positions
+    // per chunk that the weights, read once per chunk, cost little: 32 while
+    // they fit in L2, 128 beyond (each 64-byte line of them then feeds 128
+    // vector FMAs). One image for direct convolutions at 12x12 and up; 16 for
+    // the 3x3 outputs of the 256->512 layer, whose 4.7 MB of weights were read
+    // from L3 for every image before.
+    int weight_sweep_images(int weights, int positions) const {
         const int wanted = 4.0 * weights <= 1024 * 1024 ? 32 : 128;
         int images = 1;
-        while (images < N && (images * pixels < wanted || N % images)) images++;
+        while (images < N && (images * positions < wanted || N % images)) images++;
         return images;
     }
 
@@ -89,13 +91,7 @@ protected:
         w.blocks = out_channels / w.B;
         w.tiles_x = (width + w.m - 1) / w.m;
         w.tiles_y = (height + w.m - 1) / w.m;
-        // Enough tiles per chunk that the transformed weights, read once per
-        // chunk, cost little: 32 while they fit in L2, 128 beyond (each
-        // 64-byte line of them then feeds 128 vector FMAs).
-        const double weight_bytes = 4.0 * in_channels * out_channels * w.alpha * w.alpha;
-        const int min_tiles = weight_bytes <= 1024 * 1024 ? 32 : 128;
-        w.images = 1;
-        while (w.images < N && (w.images * w.tiles_x * w.tiles_y < min_tiles || N % w.images)) w.images++;
+        w.images = weight_sweep_images(in_channels * out_channels * w.alpha * w.alpha, w.tiles_x * w.tiles_y);
     }
 
     // V = B^T d B for the patch d at every tile of the padded, channels-last src.

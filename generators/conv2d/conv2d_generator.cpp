@@ -63,7 +63,7 @@ public:
         } else {
             // Measured: see docs/PERFORMANCE.md.
             Var no{"no"}, ni{"ni"};
-            output.split(n, no, ni, direct_chunk_images(int(CI) * CO * K * K, WO() * HO()));
+            output.split(n, no, ni, weight_sweep_images(int(CI) * CO * K * K, WO() * HO()));
             Func tiles = schedule_blocked_conv_cpu(acc, r, output, no, CO / B, WO(), HO());
             schedule_unblock_cpu(output, co, tiles, WO(), HO(), B, no, ni);
             src.compute_at(output, no);
@@ -174,7 +174,7 @@ public:
             // (the mux reads them all at every x); the odd phases' extra column is unused.
             const int width = (int(W) + S - 1) / S, height = (int(H) + S - 1) / S;
             Var no{"no"}, ni{"ni"};
-            d_input.split(n, no, ni, direct_chunk_images(int(CI) * CO * K * K, width * height));
+            d_input.split(n, no, ni, weight_sweep_images(int(CI) * CO * K * K, width * height));
             src.compute_at(d_input, no);
             schedule_repack_cpu(src, CO);
             for (int py = 0; py < S; py++) {
