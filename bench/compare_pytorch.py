@@ -36,6 +36,7 @@ import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PYPI_TORCH = os.path.join(ROOT, ".venv-torch", "bin", "python")
+DEBIAN_TORCH = "/usr/bin/python3"  # python3-torch, PyTorch 1.13
 
 
 def hlnet_step_ms(bench, steps, warmup, data):
@@ -144,7 +145,8 @@ def main():
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--python", action="append",
-                   help="a Python with PyTorch to measure (repeatable; default: this one, and .venv-torch's if present)")
+                   help="a Python with PyTorch to measure (repeatable; default: Debian's /usr/bin/python3, "
+                        "and .venv-torch's if present)")
     p.add_argument("--profile", action="store_true", help="break PyTorch's eager FP32 step down by operator kind")
     p.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)  # the child's side
     a = p.parse_args()
@@ -155,13 +157,17 @@ def main():
 
     os.environ.setdefault("HL_NUM_THREADS", str(a.threads))
     hl, machine = hlnet_step_ms(os.path.join(a.spec_build, f"{name}_bench"), a.steps, a.warmup, a.data)
-    pythons = a.python or [sys.executable] + ([PYPI_TORCH] if os.path.exists(PYPI_TORCH) else [])
+    pythons = a.python or [p for p in (DEBIAN_TORCH, PYPI_TORCH) if os.path.exists(p)]
     rows, where = [], ""
     for python in pythons:
         command = [python, os.path.abspath(__file__), a.spec_build, "--torch-only", "--steps", str(a.steps),
                    "--warmup", str(a.warmup), "--threads", str(a.threads), "--data", a.data, "--device", a.device]
-        out = subprocess.run(command + (["--profile"] if a.profile else []), check=True, capture_output=True,
-                             text=True).stdout
+        run = subprocess.run(command + (["--profile"] if a.profile else []), capture_output=True, text=True)
+        if run.returncode != 0:  # one PyTorch that fails (not installed, say) leaves the others' rows
+            last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"compare_pytorch: skipping {python}: {last}", file=sys.stderr)
+            continue
+        out = run.stdout
         print(out[:out.rfind("RESULT ")].rstrip())
         result = json.loads(out[out.rfind("RESULT ") + len("RESULT "):])
         rows += [(f"PyTorch {result['version']} {mode}", ms) for mode, ms in result["ms"].items()]
