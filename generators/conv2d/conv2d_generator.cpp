@@ -399,15 +399,7 @@ private:
         // a row, which share each d_output vector. Winograd's 16 products share
         // no operand: a tile is vo x tc of one of them.
         const bool taps_in_tile = !winograd.active;
-        const int blocks = CO / B, taps = taps_in_tile ? int(K) : 1;
-        int vo = 1, tc = 1;
-        for (int v = 1; v <= std::min(blocks, 4); v++) {
-            if (blocks % v) continue;
-            for (int t = 1; t <= CI; t++) {
-                if (CI % t || v * t * taps > registers().max_accumulators()) continue;
-                if (v * t > vo * tc || (v * t == vo * tc && v > vo)) vo = v, tc = t;
-            }
-        }
+        const auto [vo, tc] = choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers());
         const int chunks = N / NC;
         if (single_chunk) return schedule_single_chunk_cpu(vo, tc);
         // Chunks in two halves, one per core, each with its own partial sums.

@@ -17,6 +17,11 @@ struct VectorRegisters {
     // Accumulator blocks that fit with room left for the operands (a quarter
     // of the file): 24 on AVX-512, 6 on AVX2 (16 ymm) and NEON (32 x 128-bit).
     int max_accumulators() const { return count * 3 / 4 / per_block(); }
+    // Whether `accumulators` blocks, `operands` blocks loaded beside them and
+    // a broadcast fit with one register spare, so that nothing spills.
+    bool fits(int accumulators, int operands) const {
+        return accumulators <= max_accumulators() && (accumulators + operands) * per_block() + 1 <= count - 1;
+    }
 };
 
 inline VectorRegisters vector_registers(const Target &t) {
@@ -42,13 +47,39 @@ inline RegisterTile choose_tile(int blocks, int width, int height, const VectorR
             for (int ty = 1; ty <= std::min(height, 4); ty++) {
                 if (height % ty) continue;
                 const int acc = vo * tx * ty;
-                // Accumulators, weight blocks and a broadcast, one register spare:
-                // on AVX-512, 24 + 8 spilled on the 512-channel 3x3 layer.
-                if (acc > max_acc || (acc + vo) * regs.per_block() + 1 > regs.count - 1) continue;
+                // Accumulators, weight blocks and a broadcast: on AVX-512,
+                // 24 + 8 spilled on the 512-channel 3x3 layer.
+                if (!regs.fits(acc, vo)) continue;
                 // Loads per FMA (vo weight vectors + tx*ty broadcasts), then fewer accumulators lost.
                 const double cost = double(vo + tx * ty) / acc + 0.01 * (max_acc - acc);
                 if (cost < best_cost) best_cost = cost, best = {vo, tx, ty};
             }
+        }
+    }
+    return best;
+}
+
+// Register tile of a weight gradient: `vo` blocks of output channels times
+// `tc` input channels times `taps` kernel taps of a row (which share each
+// d_output block), the vo d_output blocks and a broadcast of the input beside
+// them; the fewest loads per FMA, as in choose_tile. On AVX2 a tile of
+// 2 x 1 x 3 blocks took 17 of the 16 ymm registers and ran at 40% of the FMA
+// peak where AVX-512 ran at 80% (docs/PERFORMANCE.md, AMD EPYC, 2026-12-05).
+struct WeightGradientTile {
+    int vo, tc;
+};
+
+inline WeightGradientTile choose_weight_gradient_tile(int blocks, int in_channels, int taps,
+                                                      const VectorRegisters &regs) {
+    WeightGradientTile best{1, 1};
+    double best_cost = 1e9;
+    for (int vo = 1; vo <= std::min(blocks, 4); vo++) {
+        if (blocks % vo) continue;
+        for (int tc = 1; tc <= in_channels; tc++) {
+            const int acc = vo * tc * taps;
+            if (in_channels % tc || !regs.fits(acc, vo)) continue;
+            const double cost = double(vo + tc * taps) / acc + 0.01 * (regs.max_accumulators() - acc);
+            if (cost < best_cost) best_cost = cost, best = {vo, tc};
         }
     }
     return best;
