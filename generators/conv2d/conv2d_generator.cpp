@@ -395,11 +395,11 @@ private:
     }
 
     void schedule_cpu() {
-        // Register tile: vo channel vectors x tc input channels x the K taps of
-        // a row, which share each d_output vector. Winograd's 16 products share
-        // no operand: a tile is vo x tc of one of them.
+        // Register tile: vo channel vectors x tc input channels x `taps` taps
+        // of a row (all K where they fit), which share each d_output vector.
+        // Winograd's products share no operand: a tile is vo x tc of one of them.
         const bool taps_in_tile = !winograd.active;
-        const auto [vo, tc] = choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers());
+        const auto [vo, tc, taps] = choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers());
         const int chunks = N / NC;
         if (single_chunk) return schedule_single_chunk_cpu(vo, tc);
         // Chunks in two halves, one per core, each with its own partial sums.
@@ -426,9 +426,19 @@ private:
         chunk_grad.vectorize(cb).unroll(kb).unroll(ci);
         chunk_grad.update().vectorize(cb).unroll(kb).unroll(ci);
         if (taps_in_tile) {
-            partial.update().reorder(cb, kbi, cii, kx, ky, cio, kbo, cig, rj_inner, half).unroll(kx);
-            chunk_grad.compute_at(partial, ky).unroll(kx);
-            chunk_grad.update().reorder(cb, kb, ci, kx, rp.x, rp.y, rp.z, ky, j).unroll(kx);
+            // Rows of taps that do not fit in one pass (the stem's 7 on AVX2)
+            // in passes of `taps`, the last one shorter (its missing taps guarded).
+            Var kxo{"kxo"}, kxi{"kxi"};
+            const TailStrategy guard = TailStrategy::GuardWithIf;
+            partial.update()
+                .split(kx, kxo, kxi, taps, guard)
+                .reorder(cb, kbi, cii, kxi, kxo, ky, cio, kbo, cig, rj_inner, half)
+                .unroll(kxi);
+            chunk_grad.compute_at(partial, kxo).split(kx, kxo, kxi, taps, guard).unroll(kxi);
+            chunk_grad.update()
+                .split(kx, kxo, kxi, taps, guard)
+                .reorder(cb, kb, ci, kxi, rp.x, rp.y, rp.z, kxo, ky, j)
+                .unroll(kxi);
         } else {
             // One product at a time: its slices of both operands stay in L1/L2.
             partial.update().reorder(cb, kbi, cii, cio, kbo, cig, kx, ky, rj_inner, half);

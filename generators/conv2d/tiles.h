@@ -62,24 +62,32 @@ inline RegisterTile choose_tile(int blocks, int width, int height, const VectorR
 // Register tile of a weight gradient: `vo` blocks of output channels times
 // `tc` input channels times `taps` kernel taps of a row (which share each
 // d_output block), the vo d_output blocks and a broadcast of the input beside
-// them; the fewest loads per FMA, as in choose_tile. On AVX2 a tile of
-// 2 x 1 x 3 blocks took 17 of the 16 ymm registers and ran at 40% of the FMA
-// peak where AVX-512 ran at 80% (docs/PERFORMANCE.md, AMD EPYC, 2026-12-05).
+// them; the fewest loads per FMA, as in choose_tile. A row of `row_taps`
+// taps that does not fit is swept in passes of `taps` (the last one shorter).
+// On AVX2 a tile of 2 x 1 x 3 blocks took 17 of the 16 ymm registers and ran
+// at 40% of the FMA peak, and the stem's 7 taps (14 ymm accumulators) at 25%
+// (docs/PERFORMANCE.md, AMD EPYC, 2026-12-05).
 struct WeightGradientTile {
-    int vo, tc;
+    int vo, tc, taps;
 };
 
-inline WeightGradientTile choose_weight_gradient_tile(int blocks, int in_channels, int taps,
+inline WeightGradientTile choose_weight_gradient_tile(int blocks, int in_channels, int row_taps,
                                                       const VectorRegisters &regs) {
-    WeightGradientTile best{1, 1};
+    WeightGradientTile best{1, 1, 1};
     double best_cost = 1e9;
     for (int vo = 1; vo <= std::min(blocks, 4); vo++) {
         if (blocks % vo) continue;
         for (int tc = 1; tc <= in_channels; tc++) {
-            const int acc = vo * tc * taps;
-            if (in_channels % tc || !regs.fits(acc, vo)) continue;
-            const double cost = double(vo + tc * taps) / acc + 0.01 * (regs.max_accumulators() - acc);
-            if (cost < best_cost) best_cost = cost, best = {vo, tc};
+            if (in_channels % tc) continue;
+            for (int passes = 1; passes <= row_taps; passes++) {
+                const int taps = (row_taps + passes - 1) / passes, acc = vo * tc * taps;
+                if (!regs.fits(acc, vo)) continue;
+                // Each pass loads the d_output blocks again.
+                const double loads = passes * vo + tc * row_taps, fmas = vo * tc * row_taps;
+                const double cost = loads / fmas + 0.01 * (regs.max_accumulators() - acc);
+                if (cost < best_cost) best_cost = cost, best = {vo, tc, taps};
+                break;  // more passes: only more loads
+            }
         }
     }
     return best;
