@@ -22,6 +22,7 @@
 #include "HalideBuffer.h"
 #include "bench_cases.h"
 #include "fma_peak.h"
+#include "scratch_pool.h"
 
 using Halide::Runtime::Buffer;
 
@@ -90,6 +91,10 @@ void bench_batchnorm(const char *train_name, const char *backward_name, Train tr
 }  // namespace
 
 int main(int argc, char **argv) {
+    // Intermediates from the trainer's pool (runtime/scratch_pool.h): the
+    // step's conditions, and a row's time does not depend on the rows before
+    // it (glibc's mmap threshold moves with the blocks freed so far).
+    hlnet::install_scratch_pool();
     const int reps = argc > 1 ? std::atoi(argv[1]) : 7;
     const char *filter = argc > 2 ? argv[2] : "";
     const char *env = std::getenv("HL_NUM_THREADS");

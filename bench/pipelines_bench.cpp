@@ -33,6 +33,7 @@
 #include "fma_peak.h"
 #include "graph_api.h"
 #include "idx.h"
+#include "scratch_pool.h"
 #include "trainer.h"
 #if defined(HLNET_CUDNN)
 #include "cudnn_baseline.h"
@@ -341,6 +342,10 @@ int main(int argc, char **argv) {
         {"--data", &o.data, "DIR", "IDX files the step's batches come from (/usr/share/datasets/fashion-mnist)"},
         {"--help", &o.help, "", "print this text"},
     };
+    // Intermediates from the trainer's pool: otherwise each call's large
+    // blocks may be mmapped afresh, by glibc's threshold of the moment, and a
+    // pipeline's time depends on what ran before it (4x on one Winograd pass).
+    hlnet::install_scratch_pool();
     try {
         hlnet::parse_flags(argc, argv, flags);
         if (o.reps && *o.reps == 0) throw hlnet::UsageError("--reps: must be at least 1");

@@ -65,8 +65,11 @@ inline RegisterTile choose_tile(int blocks, int width, int height, const VectorR
 // them; the fewest loads per FMA, as in choose_tile. A row of `row_taps`
 // taps that does not fit is swept in passes of `taps` (the last one shorter).
 // On AVX2 a tile of 2 x 1 x 3 blocks took 17 of the 16 ymm registers and ran
-// at 40% of the FMA peak, and the stem's 7 taps (14 ymm accumulators) at 25%
-// (docs/PERFORMANCE.md, AMD EPYC, 2026-12-05).
+// at 40% of the FMA peak, and the stem's 7 taps (14 ymm accumulators) at 25%;
+// Winograd's 2 x 2 (4 ymm loads and 2 broadcasts per 8 FMAs) took 23 ms where
+// 1 x 4 (2 loads, 4 broadcasts) took 17 (docs/PERFORMANCE.md, AMD EPYC,
+// 2026-12-05): loads counted in instructions, and the streamed d_output's
+// loads cost more than the broadcasts, so a tie goes to the smaller vo.
 struct WeightGradientTile {
     int vo, tc, taps;
 };
@@ -82,10 +85,12 @@ inline WeightGradientTile choose_weight_gradient_tile(int blocks, int in_channel
             for (int passes = 1; passes <= row_taps; passes++) {
                 const int taps = (row_taps + passes - 1) / passes, acc = vo * tc * taps;
                 if (!regs.fits(acc, vo)) continue;
-                // Each pass loads the d_output blocks again.
-                const double loads = passes * vo + tc * row_taps, fmas = vo * tc * row_taps;
+                // In vector instructions: a d_output block is per_block loads
+                // (again in each pass), an input value one broadcast.
+                const int pb = regs.per_block();
+                const double loads = passes * vo * pb + tc * row_taps, fmas = vo * tc * row_taps * pb;
                 const double cost = loads / fmas + 0.01 * (regs.max_accumulators() - acc);
-                if (cost < best_cost) best_cost = cost, best = {vo, tc, taps};
+                if (cost < best_cost) best_cost = cost, best = {vo, tc, taps};  // ties: fewer d_output loads
                 break;  // more passes: only more loads
             }
         }
