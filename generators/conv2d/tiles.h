@@ -22,6 +22,13 @@ struct VectorRegisters {
     bool fits(int accumulators, int operands) const {
         return accumulators <= max_accumulators() && (accumulators + operands) * per_block() + 1 <= count - 1;
     }
+    // What the tile rules minimise: loads per FMA counted in vector
+    // instructions (a block is per_block() loads, a broadcast one), then
+    // accumulator blocks left unused.
+    double tile_cost(int block_loads, int broadcasts, int fma_blocks, int accumulators) const {
+        return double(block_loads * per_block() + broadcasts) / (fma_blocks * per_block()) +
+               0.01 * (max_accumulators() - accumulators);
+    }
 };
 
 inline VectorRegisters vector_registers(const Target &t) {
@@ -37,7 +44,6 @@ struct RegisterTile {
 };
 
 inline RegisterTile choose_tile(int blocks, int width, int height, const VectorRegisters &regs) {
-    const int max_acc = regs.max_accumulators();
     RegisterTile best{1, 1, 1};
     double best_cost = 1e9;
     for (int vo = 1; vo <= std::min(blocks, 8); vo++) {
@@ -50,13 +56,11 @@ inline RegisterTile choose_tile(int blocks, int width, int height, const VectorR
                 // Accumulators, weight blocks and a broadcast: on AVX-512,
                 // 24 + 8 spilled on the 512-channel 3x3 layer.
                 if (!regs.fits(acc, vo)) continue;
-                // Loads per FMA in vector instructions (vo weight blocks of
-                // per_block vectors each, tx*ty broadcasts), then fewer
-                // accumulators lost; ties to fewer weight loads. On AVX2,
-                // 1 block x 2 x 3 pixels (BLAS's 6 x 16 kernel) instead of
-                // 2 x 1 x 2: the stride-2 passes 8-10% faster.
-                const int pb = regs.per_block();
-                const double cost = double(vo * pb + tx * ty) / (acc * pb) + 0.01 * (max_acc - acc);
+                // vo weight blocks and tx*ty broadcasts per acc FMA blocks;
+                // ties to fewer weight loads. On AVX2, 1 block x 2 x 3 pixels
+                // (BLAS's 6 x 16 kernel) instead of 2 x 1 x 2: the stride-2
+                // passes 8-10% faster.
+                const double cost = regs.tile_cost(vo, tx * ty, acc, acc);
                 if (cost < best_cost) best_cost = cost, best = {vo, tx, ty};
             }
         }
@@ -90,11 +94,8 @@ inline WeightGradientTile choose_weight_gradient_tile(int blocks, int in_channel
             for (int passes = 1; passes <= row_taps; passes++) {
                 const int taps = (row_taps + passes - 1) / passes, acc = vo * tc * taps;
                 if (!regs.fits(acc, vo)) continue;
-                // In vector instructions: a d_output block is per_block loads
-                // (again in each pass), an input value one broadcast.
-                const int pb = regs.per_block();
-                const double loads = passes * vo * pb + tc * row_taps, fmas = vo * tc * row_taps * pb;
-                const double cost = loads / fmas + 0.01 * (regs.max_accumulators() - acc);
+                // The d_output blocks are loaded again in each pass.
+                const double cost = regs.tile_cost(passes * vo, tc * row_taps, vo * tc * row_taps, acc);
                 if (cost < best_cost) best_cost = cost, best = {vo, tc, taps};  // ties: fewer d_output loads
                 break;  // more passes: only more loads
             }

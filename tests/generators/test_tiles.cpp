@@ -3,6 +3,7 @@
 // registers than it has, and the documented tiles at ResNet-18's shapes.
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
+#include <vector>
 
 #include "conv2d/tiles.h"
 
