@@ -119,7 +119,9 @@ inline void schedule_channel_sum_over_planes(Func s, Var c, int W, int N, const 
         RVar rxo{"rxo"}, rxi{"rxi"}, rno{"rno"}, rni{"rni"};
         s.update().split(r[0], rxo, rxi, lanes).split(r[2], rno, rni, N / chunks);
         Func partial = s.update().rfactor({{rxi, lane}, {rno, chunk}});
-        partial.compute_root().vectorize(lane).parallel(chunk);
+        // Lanes innermost in memory too: stored channel-major, each lane
+        // vector of the running sums was a scatter, re-gathered every step.
+        partial.compute_root().reorder_storage(lane, c, chunk).vectorize(lane).parallel(chunk);
         partial.update().reorder(lane, rxo, r[1], c, rni, chunk).vectorize(lane).parallel(chunk);
         s.compute_root();
     }
