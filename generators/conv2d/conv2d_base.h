@@ -212,7 +212,8 @@ protected:
     void schedule_winograd_input_cpu(Winograd &w, LoopLevel level, int in_channels);
     Var schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B, Var chunk, Var image);
     void schedule_repack_cpu(Func f, int channels);
-    Func schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width, int height);
+    Func schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width, int height,
+                                   int images);
 
     // GPU schedules: conv2d/gpu_schedules.h
     void schedule_winograd_gpu(Winograd &w, Func src);

@@ -63,8 +63,9 @@ public:
         } else {
             // Measured: see docs/PERFORMANCE.md.
             Var no{"no"}, ni{"ni"};
-            output.split(n, no, ni, weight_sweep_images(int(CI) * CO * K * K, WO() * HO()));
-            Func tiles = schedule_blocked_conv_cpu(acc, r, output, no, CO / B, WO(), HO());
+            const int images = weight_sweep_images(int(CI) * CO * K * K, WO() * HO());
+            output.split(n, no, ni, images);
+            Func tiles = schedule_blocked_conv_cpu(acc, r, output, no, CO / B, WO(), HO(), images);
             schedule_unblock_cpu(output, co, tiles, WO(), HO(), B, no, ni);
             src.compute_at(output, no);
             schedule_repack_cpu(src, CI);
@@ -174,7 +175,8 @@ public:
             // (the mux reads them all at every x); the odd phases' extra column is unused.
             const int width = (int(W) + S - 1) / S, height = (int(H) + S - 1) / S;
             Var no{"no"}, ni{"ni"};
-            d_input.split(n, no, ni, weight_sweep_images(int(CI) * CO * K * K, width * height));
+            const int images = weight_sweep_images(int(CI) * CO * K * K, width * height);
+            d_input.split(n, no, ni, images);
             src.compute_at(d_input, no);
             schedule_repack_cpu(src, CO);
             for (int py = 0; py < S; py++) {
@@ -182,7 +184,7 @@ public:
                     Phase &ph = phases[py * S + px];
                     if (!ph.weights.defined()) continue;
                     ph.weights.compute_root().parallel(kb);
-                    ph.tiles = schedule_blocked_conv_cpu(ph.acc, ph.r, d_input, no, CI / B, width, height);
+                    ph.tiles = schedule_blocked_conv_cpu(ph.acc, ph.r, d_input, no, CI / B, width, height, images);
                 }
             }
             // Interleaved phases read strided from several tiles: no transpose.

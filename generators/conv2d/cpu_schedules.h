@@ -124,31 +124,34 @@ void Conv2dBase<T>::schedule_repack_cpu(Func f, int channels) {
 
 // CPU schedule of a blocked convolution `acc` (reduction r) of `blocks`
 // channel blocks over a (width, height) grid, computed chunk by chunk of
-// images inside `consumer` (parallel over the chunks, consumer_n): a register
-// tile per `choose_tile`, the blocks loop outermost so its weights stay in
-// cache while the tiles sweep the chunk's images.
+// `images` images inside `consumer` (parallel over the chunks, consumer_n): a
+// register tile per `choose_tile`, the blocks loop outermost so its weights
+// stay in cache while the tiles sweep the chunk's images.
 template <typename T>
 Func Conv2dBase<T>::schedule_blocked_conv_cpu(Func acc, RDom r, Func consumer, Var consumer_n, int blocks, int width,
-                                              int height) {
-    const RegisterTile t = choose_tile(blocks, width, height, registers());
+                                              int height, int images) {
+    const RegisterTile t = choose_tile(blocks, width, height, registers(), images);
     Func tiles = acc.in(consumer);
-    Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"}, kbo{"kbo"}, kbi{"kbi"};
+    Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"}, kbo{"kbo"}, kbi{"kbi"}, no{"no"}, ni{"ni"};
     tiles.compute_at(consumer, consumer_n)
         .split(x, xo, xi, t.tx)
         .split(y, yo, yi, t.ty)
+        .split(n, no, ni, t.tn)
         .split(kb, kbo, kbi, t.vo)
-        .reorder(cb, kbi, xi, yi, xo, yo, n, kbo)
+        .reorder(cb, kbi, xi, yi, ni, xo, yo, no, kbo)
         .vectorize(cb)
         .unroll(kbi)
         .unroll(xi)
-        .unroll(yi);
-    acc.compute_at(tiles, xo).vectorize(cb).unroll(kb).unroll(x).unroll(y);
+        .unroll(yi)
+        .unroll(ni);
+    acc.compute_at(tiles, xo).vectorize(cb).unroll(kb).unroll(x).unroll(y).unroll(n);
     acc.update()
-        .reorder(cb, kb, x, y, r.x, r.y, r.z, n)
+        .reorder(cb, kb, x, y, n, r.x, r.y, r.z)
         .vectorize(cb)
         .unroll(kb)
         .unroll(x)
-        .unroll(y);
+        .unroll(y)
+        .unroll(n);
     return tiles;
 }
 

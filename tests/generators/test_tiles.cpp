@@ -13,9 +13,9 @@ namespace {
 
 // Registers a tile needs, counted here independently of VectorRegisters:
 // each 16-float block takes 16 / lanes registers; a broadcast takes one.
+int block_registers(const VectorRegisters &r) { return r.lanes >= 16 ? 1 : 16 / r.lanes; }
 int registers_needed(int accumulator_blocks, int operand_blocks, const VectorRegisters &r) {
-    const int per_block = r.lanes >= 16 ? 1 : 16 / r.lanes;
-    return (accumulator_blocks + operand_blocks) * per_block + 1;
+    return (accumulator_blocks + operand_blocks) * block_registers(r) + 1;
 }
 
 struct Isa {
@@ -53,11 +53,16 @@ TEST_CASE("tiles: no tile needs more registers than the target has, one spare") 
         const VectorRegisters r{isa.count, isa.lanes};
         for (const Layer &l : resnet18) {
             INFO(isa.name << ", " << l.blocks << " blocks, " << l.in_channels << " in, k" << l.k << ", " << l.width);
-            const hlnet::RegisterTile t = hlnet::choose_tile(l.blocks, l.width, l.width, r);
-            CHECK(registers_needed(t.vo * t.tx * t.ty, t.vo, r) <= isa.count - 1);
+            const hlnet::RegisterTile t = hlnet::choose_tile(l.blocks, l.width, l.width, r, 16);
+            const int accumulators = t.vo * t.tx * t.ty * t.tn;
+            CHECK(registers_needed(accumulators, t.vo, r) <= isa.count - 1);
+            // Two FMA pipes of latency 4 (Zen 4, Skylake-X, Neoverse) need
+            // eight independent accumulator registers to stay busy.
+            CHECK(accumulators * block_registers(r) >= 8);
             CHECK(l.blocks % t.vo == 0);
             CHECK(l.width % t.tx == 0);
             CHECK(l.width % t.ty == 0);
+            CHECK(16 % t.tn == 0);
             for (int taps : {l.k, 1}) {  // direct, and Winograd's products (one tap)
                 const auto g = hlnet::choose_weight_gradient_tile(l.blocks, l.in_channels, taps, r);
                 CHECK(registers_needed(g.vo * g.tc * g.taps, g.vo, r) <= isa.count - 1);
@@ -72,11 +77,14 @@ TEST_CASE("tiles: no tile needs more registers than the target has, one spare") 
 
 TEST_CASE("tiles: the tiles docs/INTERNALS.md names") {
     const VectorRegisters avx512{32, 16}, avx2{16, 8};
-    auto tile = [](hlnet::RegisterTile t) { return std::vector<int>{t.vo, t.tx, t.ty}; };
+    auto tile = [](hlnet::RegisterTile t) { return std::vector<int>{t.vo, t.tx, t.ty, t.tn}; };
     auto gradient = [](hlnet::WeightGradientTile t) { return std::vector<int>{t.vo, t.tc, t.taps}; };
     // Forward and backward-data at 12x12: 4 blocks x 2x3 pixels; AVX2 1 x 2x3.
-    CHECK(tile(hlnet::choose_tile(8, 12, 12, avx512)) == std::vector<int>{4, 2, 3});
-    CHECK(tile(hlnet::choose_tile(8, 12, 12, avx2)) == std::vector<int>{1, 2, 3});
+    CHECK(tile(hlnet::choose_tile(8, 12, 12, avx512, 16)) == std::vector<int>{4, 2, 3, 1});
+    CHECK(tile(hlnet::choose_tile(8, 12, 12, avx2, 16)) == std::vector<int>{1, 2, 3, 1});
+    // A 3x3 plane: two images per tile, 1 x 1x3 x 2 on AVX2 (12 ymm chains, not 6).
+    CHECK(tile(hlnet::choose_tile(32, 3, 3, avx2, 16)) == std::vector<int>{1, 1, 3, 2});
+    CHECK(tile(hlnet::choose_tile(32, 3, 3, avx2, 1)) == std::vector<int>{1, 1, 3, 1});
     // Weight gradients: 4 x 2 channels x 3 taps and Winograd's 4 x 4; AVX2 1 x 2 x 3 and 1 x 4.
     CHECK(gradient(hlnet::choose_weight_gradient_tile(8, 128, 3, avx512)) == std::vector<int>{4, 2, 3});
     CHECK(gradient(hlnet::choose_weight_gradient_tile(16, 256, 1, avx512)) == std::vector<int>{4, 4, 1});
