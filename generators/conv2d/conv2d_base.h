@@ -91,7 +91,23 @@ protected:
         w.blocks = out_channels / w.B;
         w.tiles_x = (width + w.m - 1) / w.m;
         w.tiles_y = (height + w.m - 1) / w.m;
-        w.images = weight_sweep_images(in_channels * out_channels * w.alpha * w.alpha, w.tiles_x * w.tiles_y);
+        const int weights = in_channels * out_channels * w.alpha * w.alpha;
+        w.images = weight_sweep_images(weights, w.tiles_x * w.tiles_y);
+        // Where the transformed weights fit in half of L2 (64 channels), a
+        // chunk goes through in groups of tile rows of at most 64 KB of
+        // transformed input, so that it and the products stay in L2 instead
+        // of a whole image's (400 KB each at 24x24) passing through L3; the
+        // weights are re-read from L2 per group. Measured on the EPYC: the
+        // 64-channel 24x24 forward 22.9 -> 20.8 ms with one row (51 KB), 21.9
+        // with two (docs/PERFORMANCE.md). Larger weights come from L3 and
+        // want every tile of the chunk per sweep instead.
+        const long row_bytes = 4L * w.tiles_x * w.alpha * w.alpha * in_channels;
+        if (4L * weights <= 512 * 1024 && w.tiles_x * w.tiles_y >= 4) {
+            w.group_rows = 1;
+            for (int g = 2; g <= w.tiles_y; g++) {
+                if (w.tiles_y % g == 0 && g * row_bytes <= 64 * 1024) w.group_rows = g;
+            }
+        }
     }
 
     // V = B^T d B for the patch d at every tile of the padded, channels-last src.

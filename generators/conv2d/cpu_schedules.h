@@ -7,11 +7,11 @@
 namespace hlnet {
 
 // CPU schedule of a Winograd convolution read by `out` (NCHW, channel var
-// ch), chunk by chunk of w.images images, the chunks in parallel: the
-// chunk's input transform, the (m+2)^2 products one after another in
-// register tiles (a block of a product's transformed weights stays in L1
-// while the tiles sweep the chunk), then the output transform and the
-// NCHW copy.
+// ch), chunk by chunk of w.images images, the chunks in parallel: the input
+// transform, the (m+2)^2 products one after another in register tiles (a
+// block of a product's transformed weights stays in L1 while the tiles sweep
+// the chunk), then the output transform, for the whole chunk or for a group
+// of w.group_rows tile rows at a time; then the NCHW copy.
 template <typename T>
 void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width,
                                           int height) {
@@ -23,15 +23,31 @@ void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func sr
 
     w.weights.compute_root().reorder(cb, a, b, c, kb).vectorize(cb).unroll(a).unroll(b).parallel(kb);
 
-    schedule_winograd_input_cpu(w, LoopLevel(out, chunk), in_channels);
+    // The output transform, a group of tile rows (or the chunk) at a time;
+    // the input transform and the products per group, where it reads them.
+    Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"}, group{"group"}, yg{"yg"};
+    w.output.compute_at(out, chunk)
+        .split(x, xo, xi, w.m)
+        .split(y, yo, yi, w.m)
+        .vectorize(cb)
+        .unroll(xi)
+        .unroll(yi);
+    LoopLevel per_group(out, chunk);
+    if (w.group_rows) {
+        w.output.split(yo, group, yg, w.group_rows).reorder(cb, xi, yi, xo, yg, kb, group, n);
+        per_group = LoopLevel(w.output, group);
+    } else {
+        w.output.reorder(cb, xi, yi, xo, yo, kb, n);
+    }
+    schedule_winograd_input_cpu(w, per_group, in_channels);
 
     // Register tile over tiles (tx, ty), or over images where an image has
     // only a few tiles (the 3x3 layers: one).
     w.product_tiles = w.product.in(w.output);
     Var txo{"txo"}, tyo{"tyo"}, txi{"txi"}, tyi{"tyi"}, kbo{"kbo"}, kbi{"kbi"};
     if (w.tiles_x * w.tiles_y >= 4) {
-        const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.tiles_y, registers());
-        w.product_tiles.compute_at(out, chunk)
+        const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.group_rows ? w.group_rows : w.tiles_y, registers());
+        w.product_tiles.compute_at(per_group)
             .split(tx, txo, txi, t.tx)
             .split(ty, tyo, tyi, t.ty)
             .split(kb, kbo, kbi, t.vo)
@@ -54,18 +70,9 @@ void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func sr
     w.product_tiles.vectorize(cb).unroll(kbi);
     w.product.vectorize(cb).unroll(kb);
     w.product.update().vectorize(cb).unroll(kb);
-
-    Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"};
-    w.output.compute_at(out, chunk)
-        .split(x, xo, xi, w.m)
-        .split(y, yo, yi, w.m)
-        .reorder(cb, xi, yi, xo, yo, kb, n)
-        .vectorize(cb)
-        .unroll(xi)
-        .unroll(yi);
 }
 
-// The input transform, computed at `level` (a chunk of images): all of a
+// The input transform, computed at `level` (a chunk or a group): all of a
 // tile's values from one patch, 16 channels at a time.
 template <typename T>
 void Conv2dBase<T>::schedule_winograd_input_cpu(Winograd &w, LoopLevel level, int in_channels) {

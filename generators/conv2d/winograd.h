@@ -72,6 +72,7 @@ struct Winograd {
     int B = 1, blocks = 1;          // output channel block, and how many
     int tiles_x = 0, tiles_y = 0;   // m x m tiles over the output
     int images = 1;                 // images per chunk (the CPU schedule's task)
+    int group_rows = 0;             // tile rows transformed, multiplied and transformed back together (0: a chunk)
     RDom r;                         // input channels
     Func weights{"winograd_weights"};      // U(cb, c, kb, a, b) = G g G^T, channel-blocked
     Func input_rows{"winograd_input_rows"};  // B^T d along x: (c, tx, ty, n, a, row)
