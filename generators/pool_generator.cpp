@@ -66,7 +66,14 @@ public:
             }
             argmax.compute_with(output, c);
             best.compute_at(output, c).vectorize(x, vec, TailStrategy::GuardWithIf);
-            best.update().reorder(x, r.x, r.y, y, c, n).vectorize(x, vec, TailStrategy::GuardWithIf);
+            // The window's taps innermost and unrolled: a vector of outputs
+            // keeps its running maximum in registers (taps outside x: 13.8 ms
+            // on the 48x48 layer, taps inside: 6.6).
+            best.update()
+                .reorder(r.x, r.y, x, y, c, n)
+                .vectorize(x, vec, TailStrategy::GuardWithIf)
+                .unroll(r.x)
+                .unroll(r.y);
         }
     }
 
@@ -110,10 +117,19 @@ public:
             schedule_flat_gpu(d_input, {x, y, c, n});
         } else {
             // Along x, not the fused plane: the gather's x/S then stays a
-            // strided load instead of a per-lane division.
-            Var cn{"cn"};
-            d_input.compute_root().fuse(c, n, cn).parallel(cn).vectorize(x, std::max(channel_block(W), 8),
-                                                                          TailStrategy::GuardWithIf);
+            // strided load instead of a per-lane division. Where S divides
+            // the width, x is split into its S phases (x = S*xq + p): within
+            // a phase every candidate window is a dense load at xq + const,
+            // and the phases' vectors interleave into one store (the 48x48
+            // layer: 15.5 -> 12.6 ms against vectors along x).
+            Var cn{"cn"}, xq{"xq"}, phase{"phase"};
+            d_input.compute_root().fuse(c, n, cn).parallel(cn);
+            if (int(W) % int(S) == 0) {
+                d_input.split(x, xq, phase, S).unroll(phase).vectorize(
+                    xq, std::max(channel_block(int(W) / int(S)), 4), TailStrategy::GuardWithIf);
+            } else {
+                d_input.vectorize(x, std::max(channel_block(W), 8), TailStrategy::GuardWithIf);
+            }
         }
     }
 
