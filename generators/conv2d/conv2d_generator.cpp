@@ -449,10 +449,12 @@ private:
             chunk_grad.compute_at(partial, cio);
             chunk_grad.update().reorder(cb, kb, ci, rp.x, rp.y, rp.z, kx, ky, j);
         }
-        // One chunk of each operand at a time, where its tiles are made.
+        // One chunk of each operand at a time, where its tiles are made (or
+        // d_output once per half, where the channel groups are outermost).
         src.compute_at(partial, rj_inner);
         schedule_repack_cpu(src, CI);
-        d_out_blocked.compute_at(groups_outer() ? LoopLevel(partial, half) : LoopLevel(partial, rj_inner)).vectorize(cb);
+        const LoopLevel d_out_level = groups_outer() ? LoopLevel(partial, half) : LoopLevel(partial, rj_inner);
+        d_out_blocked.compute_at(d_out_level).vectorize(cb);
         if (winograd.active) {
             schedule_winograd_input_cpu(winograd, LoopLevel(partial, rj_inner), CI);
             grad_product.compute_at(partial, rj_inner)
