@@ -31,6 +31,10 @@ namespace hlnet {
 // direct otherwise.
 enum class ConvAlgorithm { Auto, Direct, Winograd };
 
+// The L2 cache the CPU schedules' chunks are sized for: Halide's target does
+// not describe caches, so the small end of today's cores (docs/INTERNALS.md).
+constexpr long kL2Bytes = 1024 * 1024;
+
 // Shape, geometry and the shared algorithm of the three conv pipelines.
 template <typename T>
 class Conv2dBase : public Generator<T> {
@@ -76,7 +80,7 @@ protected:
     // the 3x3 outputs of the 256->512 layer, whose 4.7 MB of weights were read
     // from L3 for every image before.
     int weight_sweep_images(int weights, int positions) const {
-        const int wanted = 4.0 * weights <= 1024 * 1024 ? 32 : 128;
+        const int wanted = 4.0 * weights <= kL2Bytes ? 32 : 128;
         int images = 1;
         while (images < N && (images * positions < wanted || N % images)) images++;
         return images;
@@ -102,7 +106,7 @@ protected:
         // with two (docs/PERFORMANCE.md). Larger weights come from L3 and
         // want every tile of the chunk per sweep instead.
         const long row_bytes = 4L * w.tiles_x * w.alpha * w.alpha * in_channels;
-        if (4L * weights <= 512 * 1024 && w.tiles_x * w.tiles_y >= 4) {
+        if (4L * weights <= kL2Bytes / 2 && w.tiles_x * w.tiles_y >= 4) {
             w.group_rows = 1;
             for (int g = 2; g <= w.tiles_y; g++) {
                 if (w.tiles_y % g == 0 && g * row_bytes <= 64 * 1024) w.group_rows = g;

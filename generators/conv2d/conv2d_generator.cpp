@@ -344,7 +344,7 @@ private:
         const int halves = N % 2 == 0 ? 2 : 1, per_half = N / halves;
         int images = 1;
         for (int d = 2; d <= per_half; d++) {
-            if (per_half % d == 0 && d * per_image <= 768 * 1024) images = d;
+            if (per_half % d == 0 && d * per_image <= kL2Bytes * 3 / 4) images = d;
         }
         return images;
     }
@@ -474,7 +474,7 @@ private:
     // (a quarter of the pass); a group's slice (295 KB there) stays in L2.
     // d_output is then blocked once per half instead of per chunk.
     bool groups_outer() const {
-        return !winograd.active && 4.0 * int(CI) * int(CO) * int(K) * int(K) > 2 * 1024 * 1024;
+        return !winograd.active && 4.0 * int(CI) * int(CO) * int(K) * int(K) > 2 * kL2Bytes;
     }
     // d_weight from grad_w; with Winograd, through G^T . G on 16-channel vectors.
     void schedule_weight_gradient_cpu() {
