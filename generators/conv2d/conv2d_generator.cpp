@@ -432,12 +432,13 @@ private:
             // in passes of `taps`, the last one shorter (its missing taps guarded).
             Var kxo{"kxo"}, kxi{"kxi"};
             const TailStrategy guard = TailStrategy::GuardWithIf;
-            partial.update().split(kx, kxo, kxi, taps, guard).unroll(kxi);
+            std::vector<VarOrRVar> order{cb, kbi, cii, kxi, kxo, ky, cio, kbo};
             if (groups_outer()) {
-                partial.update().reorder(cb, kbi, cii, kxi, kxo, ky, cio, kbo, rj_inner, cig, half);
+                order.insert(order.end(), {rj_inner, cig, half});
             } else {
-                partial.update().reorder(cb, kbi, cii, kxi, kxo, ky, cio, kbo, cig, rj_inner, half);
+                order.insert(order.end(), {cig, rj_inner, half});
             }
+            partial.update().split(kx, kxo, kxi, taps, guard).reorder(order).unroll(kxi);
             chunk_grad.compute_at(partial, kxo).split(kx, kxo, kxi, taps, guard).unroll(kxi);
             chunk_grad.update()
                 .split(kx, kxo, kxi, taps, guard)
