@@ -406,7 +406,8 @@ private:
         // of a row (all K where they fit), which share each d_output vector.
         // Winograd's products share no operand: a tile is vo x tc of one of them.
         const bool taps_in_tile = !winograd.active;
-        const auto [vo, tc, taps] = choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers());
+        const auto [vo, tc, taps] =
+            choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers(), single_chunk);
         const int chunks = N / NC;
         if (single_chunk) return schedule_single_chunk_cpu(vo, tc);
         // Chunks in two halves, one per core, each with its own partial sums.

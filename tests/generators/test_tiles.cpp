@@ -70,6 +70,10 @@ TEST_CASE("tiles: no tile needs more registers than the target has, one spare") 
                 CHECK(l.in_channels % g.tc == 0);
                 CHECK(g.taps >= 1);
                 CHECK(g.taps <= taps);
+                const auto ragged = hlnet::choose_weight_gradient_tile(l.blocks, l.in_channels, taps, r, true);
+                CHECK(registers_needed(ragged.vo * ragged.tc * ragged.taps, ragged.vo, r) <= isa.count - 1);
+                CHECK(ragged.vo * ragged.tc * ragged.taps >= g.vo * g.tc * g.taps);  // never fewer chains
+                CHECK(ragged.tc <= l.in_channels);
             }
         }
     }
@@ -90,6 +94,11 @@ TEST_CASE("tiles: the tiles docs/INTERNALS.md names") {
     CHECK(gradient(hlnet::choose_weight_gradient_tile(16, 256, 1, avx512)) == std::vector<int>{4, 4, 1});
     CHECK(gradient(hlnet::choose_weight_gradient_tile(8, 128, 3, avx2)) == std::vector<int>{1, 2, 3});
     CHECK(gradient(hlnet::choose_weight_gradient_tile(16, 256, 1, avx2)) == std::vector<int>{1, 4, 1});
+    // Ragged channel tiles (the single-chunk Winograd weight gradient) only
+    // where whole ones keep just 8 accumulator registers: AVX2 1 x 6, not 1 x 4.
+    CHECK(gradient(hlnet::choose_weight_gradient_tile(16, 256, 1, avx2, true)) == std::vector<int>{1, 6, 1});
+    CHECK(gradient(hlnet::choose_weight_gradient_tile(32, 512, 1, avx2, true)) == std::vector<int>{1, 6, 1});
+    CHECK(gradient(hlnet::choose_weight_gradient_tile(16, 256, 1, avx512, true)) == std::vector<int>{4, 4, 1});
     // The stem's 7 taps in two passes of 4 (+ 3) on both.
     CHECK(gradient(hlnet::choose_weight_gradient_tile(4, 1, 7, avx512)) == std::vector<int>{4, 1, 4});
     CHECK(gradient(hlnet::choose_weight_gradient_tile(4, 1, 7, avx2)) == std::vector<int>{1, 1, 4});
