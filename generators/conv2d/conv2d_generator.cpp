@@ -234,12 +234,10 @@ public:
             NC = chunk_images(winograd.tiles_x * winograd.tiles_y, 128);
             // One chunk, the products split between the cores
             // (schedule_single_chunk_cpu), where chunks would be half the
-            // batch or more (the small-image layers), or where a core's
-            // partial sums ((m+2)^2 CI CO floats) pass 2 MB: adding every
-            // chunk's tiles into them went to L3 (256 channels: 6.5 MB, a
-            // tenth of the pass; one chunk measured 7% faster).
-            const double partial_bytes = 4.0 * winograd.alpha * winograd.alpha * int(CI) * int(CO);
-            single_chunk = 2 * NC >= N || partial_bytes > 2 * kL2Bytes;
+            // batch or more (the small-image layers), or where the partial
+            // sums leave L2 (256 channels: 6.5 MB, a tenth of the pass; one
+            // chunk measured 7% faster).
+            single_chunk = 2 * NC >= N || partial_sums_leave_l2();
             if (single_chunk) NC = N;
             define_winograd_grad();
         } else {
@@ -474,15 +472,19 @@ private:
         grad_w.update().vectorize(cb).parallel(kb);
         schedule_weight_gradient_cpu();
     }
-    // Whether the direct schedule sweeps the chunks inside each group of 16
-    // input channels rather than the groups inside each chunk: where a half's
-    // partial sums (CI*CO*K*K floats) are over 2 MB (the 256->512 layer: 4.7
-    // MB), adding every chunk's tiles into all of them went to L3 each time
-    // (a quarter of the pass); a group's slice (295 KB there) stays in L2.
-    // d_output is then blocked once per half instead of per chunk.
-    bool groups_outer() const {
-        return !winograd.active && 4.0 * int(CI) * int(CO) * int(K) * int(K) > 2 * kL2Bytes;
+    // Whether a core's partial sums (CI*CO*K*K floats, or CI*CO*(m+2)^2 with
+    // Winograd) pass 2 MB, so that adding every chunk's tiles into all of them
+    // goes to L3 each time.
+    bool partial_sums_leave_l2() const {
+        const int taps = winograd.active ? winograd.alpha : int(K);
+        return 4.0 * int(CI) * int(CO) * taps * taps > 2 * kL2Bytes;
     }
+    // Whether the direct schedule sweeps the chunks inside each group of 16
+    // input channels rather than the groups inside each chunk: where the
+    // partial sums leave L2 (the 256->512 layer: 4.7 MB; their adds were a
+    // quarter of the pass), a group's slice (295 KB there) stays in L2.
+    // d_output is then blocked once per half instead of per chunk.
+    bool groups_outer() const { return !winograd.active && partial_sums_leave_l2(); }
     // d_weight from grad_w; with Winograd, through G^T . G on 16-channel vectors.
     void schedule_weight_gradient_cpu() {
         d_weight.parallel(co);
