@@ -243,7 +243,8 @@ public:
         } else {
             NC = gpu() || using_autoscheduler() ? chunk_images(WO() * HO(), 512) : images_in_l2();
             src = input_source(input, stride);
-            d_out_blocked = channel_blocked(d_output, B, "d_output_blocked");
+            d_out_planes(x, y, c, n) = d_output(x, y, c, n);
+            d_out_blocked = channel_blocked(d_out_planes, B, "d_output_blocked");
             rp = RDom(0, WO(), 0, HO(), 0, NC, "rp");  // (ox, oy, image in chunk)
             Expr image = j * NC + rp.z;
             chunk_grad(cb, ci, kx, ky, kb, j) = 0.0f;
@@ -301,8 +302,9 @@ private:
     void define_winograd_grad() {
         src = channels_last_padded(input, W, H, P, "input_padded");
         define_winograd_input(winograd, src);
+        d_out_planes(x, y, c, n) = d_output(x, y, c, n);
         // Odd output sizes: the last tiles' missing outputs have zero gradient.
-        Func d_out_ext = BoundaryConditions::constant_exterior(d_output, 0.0f, {{0, WO()}, {0, HO()}});
+        Func d_out_ext = BoundaryConditions::constant_exterior(d_out_planes, 0.0f, {{0, WO()}, {0, HO()}});
         d_out_blocked = Func("d_output_blocked");
         d_out_blocked(cb, x, y, kb, n) = d_out_ext(x, y, kb * B + cb, n);
         const auto at_adjoint = transposed(winograd.matrices().at);
@@ -462,7 +464,7 @@ private:
         d_out_blocked.compute_at(d_out_level).vectorize(cb);
         if (stage_planes()) {
             copy_planes(input.in(), LoopLevel(partial, rj_inner));
-            copy_planes(d_output.in(d_out_blocked), d_out_level);
+            copy_planes(d_out_planes, d_out_level);
         }
         if (winograd.active) {
             schedule_winograd_input_cpu(winograd, LoopLevel(partial, rj_inner), CI);
@@ -476,14 +478,15 @@ private:
         grad_w.update().vectorize(cb).parallel(kb);
         schedule_weight_gradient_cpu();
     }
-    // Whether the direct schedule copies each chunk of the NCHW input and
-    // d_output plane by plane (contiguous vectors) before blocking them, so
-    // that the 16-channel gathers of the repacks read L2 instead of 16 planes
-    // in DRAM: where they gather whole planes (not the strided 1x1's quarter)
-    // whose input rows fill a cache line. 64->128 3x3/2 (24x24): 6.5% faster
-    // with AVX-512, 5% with AVX2; at 12x12 and 6x6 no gain was measured.
+    // Whether the chunked schedule copies each chunk of the NCHW input and
+    // d_output plane by plane (contiguous vectors) before repacking and
+    // blocking them, so that their 16-channel gathers read L2 instead of 16
+    // planes in DRAM: where they gather whole planes (not the strided 1x1's
+    // quarter) of 12x12 or more. Weight gradient, AVX-512 / AVX2: 64->128
+    // 3x3/2 6.5 / 5% faster, 128->256 2.3 / 3.8%, Winograd 64ch 3.6 / 3.2%,
+    // 128ch 1.6 / 3.2%; at 6x6 (256->512) 3% slower.
     bool stage_planes() const {
-        return !winograd.active && K > 1 && CI % 16 == 0 && W >= 16 && WO() * HO() >= registers().lanes;
+        return K > 1 && CI % 16 == 0 && W >= 12 && WO() * HO() >= registers().lanes;
     }
     void copy_planes(Func planes, LoopLevel level) {
         Var xy{"xy"};
@@ -551,6 +554,9 @@ private:
     Winograd winograd;
     Func grad_rows{"winograd_grad_rows"}, grad_product{"winograd_grad_product"};
     Func grad_kernel_rows{"winograd_grad_kernel_rows"}, grad_kernel{"winograd_grad_kernel"};
+    // d_output as the blocked operand reads it: its own Func, which
+    // copy_planes() can schedule.
+    Func d_out_planes{"d_output_planes"};
     Func src, d_out_blocked, chunk_grad{"chunk_grad"}, grad_w{"grad_w"}, grad_b{"grad_b"};
 };
 
