@@ -483,8 +483,8 @@ private:
     // blocking them, so that their 16-channel gathers read L2 instead of 16
     // planes in DRAM: where they gather whole planes (not the strided 1x1's
     // quarter) of 12x12 or more. Weight gradient, AVX-512 / AVX2: 64->128
-    // 3x3/2 6.5 / 5% faster, 128->256 2.3 / 3.8%, Winograd 64ch 3.6 / 3.2%,
-    // 128ch 1.6 / 3.2%; at 6x6 (256->512) 3% slower.
+    // 3x3/2 7.8 / 5.2% faster, 128->256 2.3 / 3.8%, Winograd 64ch 3.6 / 3.2%,
+    // 128ch 1.6 / 3.2%; at 6x6 (256->512) 2.7% slower.
     bool stage_planes() const {
         return K > 1 && CI % 16 == 0 && W >= 12 && WO() * HO() >= registers().lanes;
     }
