@@ -229,6 +229,7 @@ public:
 
     void generate() {
         B = channel_block(CO);
+        d_out_planes(x, y, c, n) = d_output(x, y, c, n);
         if (use_winograd(WO(), HO())) {
             plan_winograd(winograd, CI, CO, WO(), HO());
             NC = chunk_images(winograd.tiles_x * winograd.tiles_y, 128);
@@ -243,7 +244,6 @@ public:
         } else {
             NC = gpu() || using_autoscheduler() ? chunk_images(WO() * HO(), 512) : images_in_l2();
             src = input_source(input, stride);
-            d_out_planes(x, y, c, n) = d_output(x, y, c, n);
             d_out_blocked = channel_blocked(d_out_planes, B, "d_output_blocked");
             rp = RDom(0, WO(), 0, HO(), 0, NC, "rp");  // (ox, oy, image in chunk)
             Expr image = j * NC + rp.z;
@@ -302,7 +302,6 @@ private:
     void define_winograd_grad() {
         src = channels_last_padded(input, W, H, P, "input_padded");
         define_winograd_input(winograd, src);
-        d_out_planes(x, y, c, n) = d_output(x, y, c, n);
         // Odd output sizes: the last tiles' missing outputs have zero gradient.
         Func d_out_ext = BoundaryConditions::constant_exterior(d_out_planes, 0.0f, {{0, WO()}, {0, HO()}});
         d_out_blocked = Func("d_output_blocked");
