@@ -68,18 +68,13 @@ void scratch_free(void *block) {
     free_blocks.by_size[rounded].push_back(block);
 }
 
-namespace {
-void *pool_malloc(void *, size_t size) { return scratch_alloc(size); }
-void pool_free(void *, void *block) { scratch_free(block); }
-}  // namespace
-
 void install_scratch_pool() {
     static std::once_flag once;
     std::call_once(once, [] {
         const char *env = std::getenv("HLNET_SCRATCH_POOL");
         if (env && std::strcmp(env, "0") == 0) return;
-        halide_set_custom_malloc(pool_malloc);
-        halide_set_custom_free(pool_free);
+        halide_set_custom_malloc([](void *, size_t size) { return scratch_alloc(size); });
+        halide_set_custom_free([](void *, void *block) { scratch_free(block); });
     });
 }
 

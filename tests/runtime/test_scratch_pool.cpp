@@ -50,9 +50,8 @@ TEST_CASE("another thread does not take a thread's freed block; an ending thread
 }
 
 TEST_CASE("threads allocating and freeing at once get disjoint blocks", "[scratch_pool]") {
-    // Each thread fills its blocks with its own byte and checks it before
-    // freeing: two threads holding one block would overwrite each other
-    // (and the sanitizer build sees any race on the pool's state).
+    // Each thread fills its blocks with its own bytes and checks them before
+    // freeing: two threads holding one block would overwrite each other.
     constexpr int kThreads = 4, kRounds = 2000;
     std::vector<int> corrupted(kThreads, 0);
     std::vector<std::thread> threads;
