@@ -31,9 +31,10 @@ namespace hlnet {
 // direct otherwise.
 enum class ConvAlgorithm { Auto, Direct, Winograd };
 
-// The L2 cache the CPU schedules' chunks are sized for: Halide's target does
+// The caches the CPU schedules' chunks are sized for: Halide's target does
 // not describe caches, so the small end of today's cores (docs/INTERNALS.md).
 constexpr long kL2Bytes = 1024 * 1024;
+constexpr long kL1Bytes = 32 * 1024;
 
 // Shape, geometry and the shared algorithm of the three conv pipelines.
 template <typename T>
