@@ -425,13 +425,12 @@ private:
             choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers(), single_chunk);
         const int chunks = N / NC;
         if (single_chunk) return schedule_single_chunk_cpu(vo, tc);
-        // Chunks in two halves, one per core, each with its own partial sums.
-        const int halves = chunks % 2 == 0 ? 2 : 1;
+        // Runs of chunks in parallel (parallel_parts), each with its own partial sums.
         RVar rj_outer{"rj_outer"}, rj_inner{"rj_inner"};
-        Var half{"half"}, cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, cig{"cig"};
-        grad_w.update().split(rj.x, rj_outer, rj_inner, chunks / halves);
-        Func partial = grad_w.update().rfactor(rj_outer, half);
-        partial.compute_root().vectorize(cb).parallel(half);
+        Var part{"part"}, cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, cig{"cig"};
+        grad_w.update().split(rj.x, rj_outer, rj_inner, chunks / parallel_parts(chunks));
+        Func partial = grad_w.update().rfactor(rj_outer, part);
+        partial.compute_root().vectorize(cb).parallel(part);
         // Tiles sweep 16 input channels (one cache line of the channels-last
         // input per pixel) for every channel block before the next 16: that
         // input slice stays in L2 while the blocks' d_output slices stream.
@@ -444,7 +443,7 @@ private:
             .vectorize(cb)
             .unroll(kbi)
             .unroll(cii)
-            .parallel(half);
+            .parallel(part);
         // The tile's accumulators, over one chunk: small enough for registers.
         chunk_grad.vectorize(cb).unroll(kb).unroll(ci);
         chunk_grad.update().vectorize(cb).unroll(kb).unroll(ci);
@@ -455,11 +454,14 @@ private:
             const TailStrategy guard = TailStrategy::GuardWithIf;
             std::vector<VarOrRVar> order{cb, kbi, cii, kxi, kxo, ky, cio, kbo};
             if (groups_outer()) {
-                order.insert(order.end(), {rj_inner, cig, half});
+                order.insert(order.end(), {rj_inner, cig, part});
             } else {
-                order.insert(order.end(), {cig, rj_inner, half});
+                order.insert(order.end(), {cig, rj_inner, part});
             }
             partial.update().split(kx, kxo, kxi, taps, guard).reorder(order).unroll(kxi);
+            // Where the groups are outermost, each writes its own slice of the
+            // partial sums and repacks its own input: tasks too, with no copy.
+            if (groups_outer()) partial.update().parallel(cig);
             chunk_grad.compute_at(partial, kxo).split(kx, kxo, kxi, taps, guard).unroll(kxi);
             chunk_grad.update()
                 .split(kx, kxo, kxi, taps, guard)
@@ -467,15 +469,15 @@ private:
                 .unroll(kxi);
         } else {
             // One product at a time: its slices of both operands stay in L1/L2.
-            partial.update().reorder(cb, kbi, cii, cio, kbo, cig, kx, ky, rj_inner, half);
+            partial.update().reorder(cb, kbi, cii, cio, kbo, cig, kx, ky, rj_inner, part);
             chunk_grad.compute_at(partial, cio);
             chunk_grad.update().reorder(cb, kb, ci, rp.x, rp.y, rp.z, kx, ky, j);
         }
         // One chunk of each operand at a time, where its tiles are made (or
-        // d_output once per half, where the channel groups are outermost).
+        // d_output once per part, where the channel groups are outermost).
         src.compute_at(partial, rj_inner);
         schedule_repack_cpu(src, CI);
-        const LoopLevel d_out_level = groups_outer() ? LoopLevel(partial, half) : LoopLevel(partial, rj_inner);
+        const LoopLevel d_out_level = groups_outer() ? LoopLevel(partial, part) : LoopLevel(partial, rj_inner);
         d_out_blocked.compute_at(d_out_level).vectorize(cb);
         if (stage_planes()) {
             copy_planes(input.in(), LoopLevel(partial, rj_inner));
@@ -492,6 +494,25 @@ private:
         grad_w.compute_root().vectorize(cb).parallel(kb);
         grad_w.update().vectorize(cb).parallel(kb);
         schedule_weight_gradient_cpu();
+    }
+    // Parallel tasks of the chunked schedule, each summing a run of chunks
+    // into its own copy of the partial sums: a divisor of the chunks, up to
+    // 16 for many-core machines while the copies (each zeroed and added into
+    // grad_w once more) stay within 8 MB, and 2 where they do not. Two, one
+    // per core of the development machine, left the other cores of a larger
+    // one idle in every chunked weight gradient. On that 2-core EPYC, the
+    // passes moved by -4% to +4% (docs/PERFORMANCE.md, 2026-12-07): the
+    // stem and 64->128 3x3/2 in 16 parts, 128->256 in 4, 256->512 in 2 x 16
+    // channel groups (+3.6%), Winograd 64ch in 16, 128ch in 4. Not yet timed
+    // on more than 2 cores.
+    int parallel_parts(int chunks) const {
+        const int taps = winograd.active ? winograd.alpha : int(K);
+        const double copy_bytes = 4.0 * int(CI) * int(CO) * taps * taps;
+        int parts = 1;
+        for (int d = 2; d <= std::min(chunks, 16); d++) {
+            if (chunks % d == 0 && (d == 2 || d * copy_bytes <= 8.0 * 1024 * 1024)) parts = d;
+        }
+        return parts;
     }
     // Whether the chunked schedule copies each chunk of the NCHW input and
     // d_output plane by plane (contiguous vectors) before repacking and
@@ -518,7 +539,7 @@ private:
     // input channels rather than the groups inside each chunk: where the
     // partial sums leave L2 (the 256->512 layer: 4.7 MB; their adds were a
     // quarter of the pass), a group's slice (295 KB there) stays in L2.
-    // d_output is then blocked once per half instead of per chunk.
+    // d_output is then blocked once per part instead of per chunk.
     bool groups_outer() const { return !winograd.active && partial_sums_leave_l2(); }
     // d_weight from grad_w; with Winograd, through G^T . G on 16-channel vectors.
     void schedule_weight_gradient_cpu() {
