@@ -349,9 +349,9 @@ private:
     // and NEON's, whose 6 accumulator blocks hold 1 block x 2 channels x 3
     // taps) re-reads the group's 16 input channels over the chunk once for
     // every block: its chunk is instead the largest whose sweep (that input
-    // and the block's d_output) fits in L1. The 256->512 3x3/2
-    // layer on the EPYC: AVX-512 16 images (8 before; 27.8 against 28.9 ms),
-    // AVX2 8 (16: 9% slower).
+    // and the block's d_output) fits in L1. The 256->512 3x3/2 layer on the
+    // EPYC: AVX-512 16 images (8: 6-9% slower), AVX2 8 (16: 9-10% slower;
+    // docs/PERFORMANCE.md, 2026-12-07).
     int direct_chunk_images() const {
         const long window = K == 1 ? long(WO()) * HO() : long((WO() - 1) * S + K) * ((HO() - 1) * S + K);
         const long positions = long(WO()) * HO();
