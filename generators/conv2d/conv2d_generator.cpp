@@ -506,11 +506,9 @@ private:
     // channel groups (+3.6%), Winograd 64ch in 16, 128ch in 4. Not yet timed
     // on more than 2 cores.
     int parallel_parts(int chunks) const {
-        const int taps = winograd.active ? winograd.alpha : int(K);
-        const double copy_bytes = 4.0 * int(CI) * int(CO) * taps * taps;
         int parts = 1;
         for (int d = 2; d <= std::min(chunks, 16); d++) {
-            if (chunks % d == 0 && (d == 2 || d * copy_bytes <= 8.0 * 1024 * 1024)) parts = d;
+            if (chunks % d == 0 && (d == 2 || d * partial_sums_bytes() <= 8.0 * 1024 * 1024)) parts = d;
         }
         return parts;
     }
@@ -528,13 +526,15 @@ private:
         Var xy{"xy"};
         planes.compute_at(level).fuse(planes.args()[0], planes.args()[1], xy).vectorize(xy, registers().lanes);
     }
-    // Whether a core's partial sums (CI*CO*K*K floats, or CI*CO*(m+2)^2 with
-    // Winograd) pass 2 MB, so that adding every chunk's tiles into all of them
-    // goes to L3 each time.
-    bool partial_sums_leave_l2() const {
+    // One copy of the partial sums: CI*CO*K*K floats, or CI*CO*(m+2)^2 with
+    // Winograd.
+    double partial_sums_bytes() const {
         const int taps = winograd.active ? winograd.alpha : int(K);
-        return 4.0 * int(CI) * int(CO) * taps * taps > 2 * kL2Bytes;
+        return 4.0 * int(CI) * int(CO) * taps * taps;
     }
+    // Whether a part's partial sums pass 2 MB, so that adding every chunk's
+    // tiles into all of them goes to L3 each time.
+    bool partial_sums_leave_l2() const { return partial_sums_bytes() > 2 * kL2Bytes; }
     // Whether the direct schedule sweeps the chunks inside each group of 16
     // input channels rather than the groups inside each chunk: where the
     // partial sums leave L2 (the 256->512 layer: 4.7 MB; their adds were a
