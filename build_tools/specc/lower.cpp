@@ -395,13 +395,20 @@ private:
         const int dy = gradient(step.output);
         const Dims in_dims = dims(shape(x_node));
         switch (step.op) {
-        case Op::Conv:
-            call(Phase::Backward, step.node, conv_pipeline("conv2d_backward_weights", in_dims, node),
+        case Op::Conv: {
+            Pipeline weights = conv_pipeline("conv2d_backward_weights", in_dims, node);
+            // In front of a batch norm alone, which subtracts each channel's
+            // batch mean, the bias cannot change the loss: its gradient is zero.
+            const std::vector<int> &readers = consumers_[step.node];
+            if (readers.size() == 1 && graph_.nodes[readers[0]].op == Op::BatchNorm)
+                weights.params.push_back({"bias_grad", 0});
+            call(Phase::Backward, step.node, weights,
                  {in(dy), in(x), out(grad(step.node, "weight")), out(grad(step.node, "bias"))});
             if (needs_[x_node])  // never for the image: the first conv has no d_input
                 call(Phase::Backward, step.node, conv_pipeline("conv2d_backward_data", in_dims, node),
                      {in(dy), in(param(step.node, "weight")), out(gradient_slot(x_node, step.node))});
             break;
+        }
         case Op::BatchNorm: {
             const auto [mean, inv_std] = saved_.at(step.node);
             std::vector<Arg> args = {in(x, whcn(in_dims))};

@@ -226,6 +226,11 @@ public:
     Input<Buffer<float, 4>> input{"input"};
     Output<Buffer<float, 4>> d_weight{"d_weight"};
     Output<Buffer<float, 1>> d_bias{"d_bias"};
+    // 0 where the convolution's only consumer is a training batch norm, which
+    // subtracts each channel's batch mean: the bias then has no effect on the
+    // loss and its true gradient is zero. d_bias is written as zeros instead
+    // of summing all of d_output (a pass over up to 151 MB per step).
+    GeneratorParam<int> bias_grad{"bias_grad", 1, 0, 1};
 
     void generate() {
         B = channel_block(CO);
@@ -272,10 +277,14 @@ public:
             d_weight(kx, ky, ci, co) = grad_w(co % B, ci, kx, ky, co / B);
         }
 
-        RDom r(0, WO(), 0, HO(), 0, N, "r");
-        grad_b(co) = 0.0f;
-        grad_b(co) += d_output(r.x, r.y, co, r.z);
-        d_bias(co) = grad_b(co);
+        if (bias_grad) {
+            RDom r(0, WO(), 0, HO(), 0, N, "r");
+            grad_b(co) = 0.0f;
+            grad_b(co) += d_output(r.x, r.y, co, r.z);
+            d_bias(co) = grad_b(co);
+        } else {
+            d_bias(co) = 0.0f;
+        }
     }
 
     void schedule() {
@@ -407,7 +416,7 @@ private:
         }
         schedule_flat_gpu(d_weight, {kx, ky, ci, co});
         schedule_flat_gpu(d_bias, {co});
-        schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
+        if (bias_grad) schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
         schedule_flat_gpu(src, {c, x, y, n});
         schedule_flat_gpu(d_out_blocked, {cb, x, y, kb, n});
         if (winograd.active) {
@@ -548,7 +557,7 @@ private:
             grad_kernel.compute_root().vectorize(cb).unroll(kx).unroll(ky).parallel(kb);
             grad_kernel_rows.compute_at(grad_kernel, ci).vectorize(cb).unroll(kx).unroll(b);
         }
-        schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
+        if (bias_grad) schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
     }
 
     // Winograd with the whole batch as one chunk: the products are divided

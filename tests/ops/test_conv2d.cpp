@@ -1,5 +1,7 @@
 // conv2d_forward / conv2d_backward_data / conv2d_backward_weights against a
 // direct double-precision convolution, its adjoint, and finite differences.
+#include <limits>
+
 #include "op_cases.h"
 #include "test_util.h"
 
@@ -52,6 +54,17 @@ Buffer<double> conv_reference(const ConvShape &s, const Buffer<double> &in, cons
     return out;
 }
 
+// d_weight(kx, ky, ci, co) = sum of input * d_output over the taps that use it.
+Buffer<double> weight_gradient_reference(const ConvShape &s, const Buffer<double> &in, const Buffer<double> &d_out) {
+    Buffer<double> d_w(s.K, s.K, s.CI, s.CO);
+    d_w.fill(0.0);
+    const Dense4 d_w_v(d_w), in_v(in), d_out_v(d_out);
+    for_each_tap(s, [&](int ox, int oy, int co, int n, int ix, int iy, int kx, int ky, int ci) {
+        d_w_v(kx, ky, ci, co) += in_v(ix, iy, ci, n) * d_out_v(ox, oy, co, n);
+    });
+    return d_w;
+}
+
 // Every output against the double reference; the gradients also against
 // finite differences where `finite_differences` (each sample costs two
 // reference convolutions: the small shapes only).
@@ -76,19 +89,17 @@ void check_conv(const ConvShape s, Forward forward, BackwardData backward_data, 
     REQUIRE(backward_weights(d_out, in, d_w, d_b) == 0);
     to_host(d_in, d_w, d_b);
 
-    // The reference formula: the adjoint of the forward loop, as a scatter.
-    Buffer<double> d_in_ref(s.W, s.H, s.CI, s.N), d_w_ref(s.K, s.K, s.CI, s.CO), d_b_ref(s.CO);
+    // The reference formulas: the adjoint of the forward loop, as a scatter.
+    Buffer<double> d_in_ref(s.W, s.H, s.CI, s.N), d_b_ref(s.CO);
     d_in_ref.fill(0.0);
-    d_w_ref.fill(0.0);
     d_b_ref.fill(0.0);
     d_out_d.for_each_element([&](int ox, int oy, int co, int n) { d_b_ref(co) += d_out_d(ox, oy, co, n); });
-    const Dense4 d_in_v(d_in_ref), d_w_v(d_w_ref), w_v(w_d), in_v(in_d), d_out_v(d_out_d);
+    const Dense4 d_in_v(d_in_ref), w_v(w_d), d_out_v(d_out_d);
     for_each_tap(s, [&](int ox, int oy, int co, int n, int ix, int iy, int kx, int ky, int ci) {
         d_in_v(ix, iy, ci, n) += w_v(kx, ky, ci, co) * d_out_v(ox, oy, co, n);
-        d_w_v(kx, ky, ci, co) += in_v(ix, iy, ci, n) * d_out_v(ox, oy, co, n);
     });
     check_close(d_in, d_in_ref, "d_input");
-    check_close(d_w, d_w_ref, "d_weight");
+    check_close(d_w, weight_gradient_reference(s, in_d, d_out_d), "d_weight");
     check_close(d_b, d_b_ref, "d_bias");
     if (!finite_differences) return;
 
@@ -96,6 +107,22 @@ void check_conv(const ConvShape s, Forward forward, BackwardData backward_data, 
     check_finite_differences(d_in, in_d, loss, "d_input");
     check_finite_differences(d_w, w_d, loss, "d_weight");
     check_finite_differences(d_b, b_d, loss, "d_bias");
+}
+
+// bias_grad=0 (a conv in front of a batch norm, whose bias gradient is zero):
+// d_weight as with the bias, and every element of d_bias written as zero over
+// a buffer that starts as NaN.
+template <typename BackwardWeights>
+void check_no_bias_grad(const ConvShape s, BackwardWeights backward_weights) {
+    auto in = random_buffer({s.W, s.H, s.CI, s.N}, 1);
+    auto d_out = random_buffer({s.WO(), s.HO(), s.CO, s.N}, 4);
+    auto d_w = output_buffer({s.K, s.K, s.CI, s.CO});
+    auto d_b = output_buffer({s.CO});
+    d_b.fill(std::numeric_limits<float>::quiet_NaN());
+    REQUIRE(backward_weights(d_out, in, d_w, d_b) == 0);
+    to_host(d_w, d_b);
+    check_close(d_w, weight_gradient_reference(s, to_double(in), to_double(d_out)), "d_weight");
+    d_b.for_each_element([&](int co) { CHECK(d_b(co) == 0.0f); });
 }
 
 }  // namespace
@@ -129,4 +156,11 @@ TEST_CASE("conv2d: Winograd and direct forced", "[conv2d]") {
 
 TEST_CASE("conv2d: ResNet-18's 3x3 layers at their real shapes", "[conv2d_resnet]") {
     HLNET_CONV2D_RESNET_CASES(HLNET_CONV_RESNET_CASE)
+}
+
+#define HLNET_CONV_NO_BIAS_GRAD_CASE(backward_weights, N, CI, CO, H, W, K, S, P, bias_grad) \
+    SECTION(#backward_weights) { check_no_bias_grad({N, CI, CO, H, W, K, S, P}, backward_weights); }
+
+TEST_CASE("conv2d: no bias gradient in front of a batch norm", "[conv2d]") {
+    HLNET_CONV2D_NO_BIAS_GRAD_CASES(HLNET_CONV_NO_BIAS_GRAD_CASE)
 }

@@ -59,6 +59,13 @@ TEST_CASE("resnet18: the backward graph") {
     CHECK(weights.size() == 20);  // 1 + 16 + 3 projections
     CHECK(data.size() == 19);
     CHECK(std::none_of(data.begin(), data.end(), [](const Call *c) { return c->node == "conv1"; }));
+    // The convs in front of a batch norm skip their bias gradient (zero); the
+    // 1x1 projections, which feed the shortcut add, keep it.
+    for (const Call *c : weights) {
+        const bool projection = c->node.size() > 6 && c->node.substr(c->node.size() - 6) == ".conv3";
+        INFO(c->node);
+        CHECK(param_value(*c, "bias_grad") == (projection ? -1 : 0));
+    }
     // Each block's input feeds conv1 and the shortcut: their gradients are summed.
     const auto sums = calls_of(p, "add", Phase::Backward);
     CHECK(sums.size() == 8);
