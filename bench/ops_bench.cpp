@@ -80,9 +80,9 @@ void bench_batchnorm(const char *train_name, const char *backward_name, Train tr
         if constexpr (Residual) return train(in, gamma, beta, rm, rv, res, out, mean, inv_std, rm, rv);
         else return train(in, gamma, beta, rm, rv, out, mean, inv_std, rm, rv);
     });
-    report_bytes(backward_name, (3 + Relu + Residual) * plane_bytes, [&] {
+    report_bytes(backward_name, (3 + (Relu && Residual) + Residual) * plane_bytes, [&] {
         if constexpr (Relu && Residual) return backward(in, out, d_out, gamma, mean, inv_std, d_in, d_gamma, d_beta, d_res);
-        else if constexpr (Relu) return backward(in, out, d_out, gamma, mean, inv_std, d_in, d_gamma, d_beta);
+        else if constexpr (Relu) return backward(in, d_out, gamma, beta, mean, inv_std, d_in, d_gamma, d_beta);
         else if constexpr (Residual) return backward(in, d_out, gamma, mean, inv_std, d_in, d_gamma, d_beta, d_res);
         else return backward(in, d_out, gamma, mean, inv_std, d_in, d_gamma, d_beta);
     });

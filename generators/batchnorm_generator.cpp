@@ -59,10 +59,19 @@ protected:
     }
 
     // dz (d_output through the ReLU mask), xhat, and their per-channel sums
-    // (d_beta, d_gamma) in one pass.
-    void define_gradient_sums(const Func &in, const Func &out, const Func &d_out, const Func &mean, const Func &inv_std) {
-        dz(x, y, c, n) = relu ? relu_grad(out(x, y, c, n), d_out(x, y, c, n)) : d_out(x, y, c, n);
+    // (d_beta, d_gamma) in one pass. Without a residual the mask comes from
+    // the forward's own expression, gamma * xhat + beta (the same float
+    // operations on the same saved statistics), instead of reading the
+    // output back: two passes over a tensor fewer.
+    void define_gradient_sums(const Func &in, const Func &out, const Func &d_out, const Func &mean, const Func &inv_std,
+                              const Func &gamma, const Func &beta) {
         xhat(x, y, c, n) = normalized(in(x, y, c, n), mean(c), inv_std(c));
+        if (relu) {
+            Expr mask_value = residual ? out(x, y, c, n) : gamma(c) * xhat(x, y, c, n) + beta(c);
+            dz(x, y, c, n) = relu_grad(mask_value, d_out(x, y, c, n));
+        } else {
+            dz(x, y, c, n) = d_out(x, y, c, n);
+        }
         dz_terms(x, y, c, n) = Tuple(dz(x, y, c, n), dz(x, y, c, n) * xhat(x, y, c, n));
         sums = channel_sums(dz_terms, "sums");
     }
@@ -218,33 +227,39 @@ private:
     Func inv_std{"inv_std"};
 };
 
-// The ReLU mask's `output` sits in the middle of both backward argument lists,
-// so their inputs are added in configure().
+// The ReLU mask's inputs sit in the middle of both backward argument lists,
+// so their inputs are added in configure(): `output` where a residual was
+// added before the ReLU, else gamma and beta to recompute it.
 template <typename T>
 class BatchNormGradientBase : public BatchNormBase<T> {
 protected:
     using BatchNormBase<T>::relu;
+    using BatchNormBase<T>::residual;
+    bool mask_from_output() const { return relu && residual; }
+    bool mask_recomputed() const { return relu && !residual; }
     void add_gradient_inputs(bool with_gamma) {
         input = this->template add_input<Buffer<float, 4>>("input");
-        if (relu) output = this->template add_input<Buffer<float, 4>>("output");
+        if (mask_from_output()) output = this->template add_input<Buffer<float, 4>>("output");
         d_output = this->template add_input<Buffer<float, 4>>("d_output");
-        if (with_gamma) gamma = this->template add_input<Buffer<float, 1>>("gamma");
+        if (with_gamma || mask_recomputed()) gamma = this->template add_input<Buffer<float, 1>>("gamma");
+        if (mask_recomputed()) beta = this->template add_input<Buffer<float, 1>>("beta");
         saved_mean = this->template add_input<Buffer<float, 1>>("saved_mean");
         saved_inv_std = this->template add_input<Buffer<float, 1>>("saved_inv_std");
     }
     void define_sums() {
-        this->define_gradient_sums(*input, relu ? Func(*output) : Func(), *d_output, *saved_mean, *saved_inv_std);
+        this->define_gradient_sums(*input, output ? Func(*output) : Func(), *d_output, *saved_mean, *saved_inv_std,
+                                   gamma ? Func(*gamma) : Func(), beta ? Func(*beta) : Func());
     }
     void pin_gradient_inputs() {
         pin_shape(*input, this->shape());
-        if (relu) pin_shape(*output, this->shape());
+        if (output) pin_shape(*output, this->shape());
         pin_shape(*d_output, this->shape());
-        for (auto *v : {gamma, saved_mean, saved_inv_std})
+        for (auto *v : {gamma, beta, saved_mean, saved_inv_std})
             if (v) pin_shape(*v, {this->C});
     }
 
     GeneratorInput<Buffer<float, 4>> *input = nullptr, *output = nullptr, *d_output = nullptr;
-    GeneratorInput<Buffer<float, 1>> *gamma = nullptr, *saved_mean = nullptr, *saved_inv_std = nullptr;
+    GeneratorInput<Buffer<float, 1>> *gamma = nullptr, *beta = nullptr, *saved_mean = nullptr, *saved_inv_std = nullptr;
 };
 
 class BatchNormBackward : public BatchNormGradientBase<BatchNormBackward> {

@@ -411,8 +411,13 @@ private:
         }
         case Op::BatchNorm: {
             const auto [mean, inv_std] = saved_.at(step.node);
+            // The ReLU's mask: from the output where a residual was added,
+            // else recomputed from gamma and beta (docs/INTERNALS.md).
+            const bool mask_recomputed = step.relu && !step.residual;
+            std::vector<Arg> gamma_beta = {in(param(step.node, "weight"))};
+            if (mask_recomputed) gamma_beta.push_back(in(param(step.node, "bias")));
             std::vector<Arg> args = {in(x, whcn(in_dims))};
-            if (step.relu) args.push_back(in(y, whcn(in_dims)));
+            if (step.relu && step.residual) args.push_back(in(y, whcn(in_dims)));
             args.push_back(in(dy, whcn(in_dims)));
             std::vector<Arg> outputs = {out(gradient_slot(x_node, step.node), whcn(in_dims))};
             if (split_batchnorm()) {  // this rank's sums are its d_gamma and d_beta
@@ -420,16 +425,19 @@ private:
                 const int mean_dz = activation(node.name + ".mean_dz", {in_dims.c});
                 const int mean_dz_xhat = activation(node.name + ".mean_dz_xhat", {in_dims.c});
                 std::vector<Arg> sums_args = args;
+                if (mask_recomputed) sums_args.insert(sums_args.end(), gamma_beta.begin(), gamma_beta.end());
                 sums_args.insert(sums_args.end(), {in(mean), in(inv_std), out(d_gamma), out(d_beta)});
                 Pipeline sums = nchw_pipeline("batchnorm_backward_sums", in_dims);
-                sums.params.push_back({"relu", step.relu});
+                sums.params.insert(sums.params.end(), {{"relu", step.relu}, {"residual", step.residual}});
                 call(Phase::Backward, step.node, sums, sums_args);
                 hook(Phase::Backward, step.node, "gradient_means",
                      {in(d_beta), in(d_gamma), expr(std::to_string(in_dims.n * in_dims.h * in_dims.w)), out(mean_dz),
                       out(mean_dz_xhat)});
-                args.insert(args.end(), {in(param(step.node, "weight")), in(mean), in(inv_std), in(mean_dz), in(mean_dz_xhat)});
+                args.insert(args.end(), gamma_beta.begin(), gamma_beta.end());
+                args.insert(args.end(), {in(mean), in(inv_std), in(mean_dz), in(mean_dz_xhat)});
             } else {
-                args.insert(args.end(), {in(param(step.node, "weight")), in(mean), in(inv_std)});
+                args.insert(args.end(), gamma_beta.begin(), gamma_beta.end());
+                args.insert(args.end(), {in(mean), in(inv_std)});
                 outputs.insert(outputs.end(), {out(grad(step.node, "weight")), out(grad(step.node, "bias"))});
             }
             if (step.residual) outputs.push_back(out(gradient_slot(step.inputs[1], step.output), whcn(in_dims)));

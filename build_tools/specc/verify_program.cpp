@@ -31,7 +31,9 @@ std::pair<size_t, size_t> arity(const Call &call) {
     if (g == "batchnorm_moments") return {1, 2};
     if (g == "batchnorm_train") return {5 + residual + 3 * split, 5};
     if (g == "batchnorm_eval") return {5 + residual, 1};
-    if (g == "batchnorm_backward_sums") return {4 + relu, 2};
+    // The ReLU mask: output with a residual, else recomputed from gamma and beta
+    // (batchnorm_backward always has gamma: one more input either way).
+    if (g == "batchnorm_backward_sums") return {4 + relu * (residual ? 1 : 2), 2};
     if (g == "batchnorm_backward") return split ? std::pair<size_t, size_t>{7 + relu, 1 + residual}
                                                 : std::pair<size_t, size_t>{5 + relu, 3 + residual};
     if (g == "relu_forward") return {1, 1};

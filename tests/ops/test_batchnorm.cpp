@@ -116,8 +116,8 @@ void check_batchnorm(const BnShape s, Train train, Eval eval, Backward backward)
     auto d_gamma = output_buffer(vec), d_beta = output_buffer(vec);
     if constexpr (Relu && Residual) {
         rc = backward(x, out, d_out, gamma, saved_mean, saved_inv_std, d_in, d_gamma, d_beta, d_residual);
-    } else if constexpr (Relu) {
-        rc = backward(x, out, d_out, gamma, saved_mean, saved_inv_std, d_in, d_gamma, d_beta);
+    } else if constexpr (Relu) {  // the mask recomputed from gamma and beta
+        rc = backward(x, d_out, gamma, beta, saved_mean, saved_inv_std, d_in, d_gamma, d_beta);
     } else if constexpr (Residual) {
         rc = backward(x, d_out, gamma, saved_mean, saved_inv_std, d_in, d_gamma, d_beta, d_residual);
     } else {
@@ -126,13 +126,15 @@ void check_batchnorm(const BnShape s, Train train, Eval eval, Backward backward)
     REQUIRE(rc == 0);
     to_host(d_in, d_gamma, d_beta, d_residual);
 
-    // The contract's formula, in double.
+    // The contract's formula, in double, through the mask of the forward's
+    // float output: where the backward recomputes the mask, it must agree
+    // with the forward element by element.
     Buffer<double> dz(s.shape()), d_in_ref(s.shape()), d_gamma_ref(s.C), d_beta_ref(s.C);
     d_gamma_ref.fill(0.0);
     d_beta_ref.fill(0.0);
     auto xhat = [&](int xx, int y, int c, int n) { return (x_d(xx, y, c, n) - st.mean(c)) * inv_std(c); };
     dz.for_each_element([&](int xx, int y, int c, int n) {
-        dz(xx, y, c, n) = (!s.relu || out_ref(xx, y, c, n) > 0) ? d_out_d(xx, y, c, n) : 0.0;
+        dz(xx, y, c, n) = (!s.relu || out(xx, y, c, n) > 0) ? d_out_d(xx, y, c, n) : 0.0;
         d_beta_ref(c) += dz(xx, y, c, n);
         d_gamma_ref(c) += dz(xx, y, c, n) * xhat(xx, y, c, n);
     });
@@ -236,13 +238,15 @@ void check_batchnorm_split(const BnShape s, Moments moments, Train train, Sums s
     d_beta_ref.fill(0.0);
     auto xhat = [&](int xx, int y, int c, int n) { return (x_d(xx, y, c, n) - mean(c)) * inv_std(c); };
     dz.for_each_element([&](int xx, int y, int c, int n) {
-        dz(xx, y, c, n) = (!s.relu || out_ref(xx, y, c, n) > 0) ? d_out_d(xx, y, c, n) : 0.0;
+        dz(xx, y, c, n) = (!s.relu || out(xx, y, c, n) > 0) ? d_out_d(xx, y, c, n) : 0.0;
         d_beta_ref(c) += dz(xx, y, c, n);
         d_gamma_ref(c) += dz(xx, y, c, n) * xhat(xx, y, c, n);
     });
     auto d_gamma = output_buffer(vec), d_beta = output_buffer(vec);
-    rc = std::apply(sums, std::tuple_cat(std::make_tuple(x.raw_buffer()), optional_arg<Relu>(out),
-                                         std::make_tuple(d_out.raw_buffer(), saved_mean.raw_buffer(),
+    rc = std::apply(sums, std::tuple_cat(std::make_tuple(x.raw_buffer()), optional_arg<Relu && Residual>(out),
+                                         std::make_tuple(d_out.raw_buffer()), optional_arg<Relu && !Residual>(gamma),
+                                         optional_arg<Relu && !Residual>(beta),
+                                         std::make_tuple(saved_mean.raw_buffer(),
                                                          saved_inv_std.raw_buffer(), d_gamma.raw_buffer(),
                                                          d_beta.raw_buffer())));
     REQUIRE(rc == 0);
@@ -259,9 +263,10 @@ void check_batchnorm_split(const BnShape s, Moments moments, Train train, Sums s
     mean_dz.set_host_dirty();
     mean_dz_xhat.set_host_dirty();
     auto d_in = output_buffer(s.shape()), d_residual = output_buffer(s.shape());
-    rc = std::apply(backward, std::tuple_cat(std::make_tuple(x.raw_buffer()), optional_arg<Relu>(out),
-                                             std::make_tuple(d_out.raw_buffer(), gamma.raw_buffer(),
-                                                             saved_mean.raw_buffer(), saved_inv_std.raw_buffer(),
+    rc = std::apply(backward, std::tuple_cat(std::make_tuple(x.raw_buffer()), optional_arg<Relu && Residual>(out),
+                                             std::make_tuple(d_out.raw_buffer(), gamma.raw_buffer()),
+                                             optional_arg<Relu && !Residual>(beta),
+                                             std::make_tuple(saved_mean.raw_buffer(), saved_inv_std.raw_buffer(),
                                                              mean_dz.raw_buffer(), mean_dz_xhat.raw_buffer(),
                                                              d_in.raw_buffer()),
                                              optional_arg<Residual>(d_residual)));
