@@ -94,18 +94,7 @@ public:
         Region out_box = {{0, WO()}, {0, HO()}};
         d_out_ext(x, y, c, n) = BoundaryConditions::constant_exterior(d_output, 0.0f, out_box)(x, y, c, n);
         argmax_ext(x, y, c, n) = BoundaryConditions::constant_exterior(argmax, -1, out_box)(x, y, c, n);
-        // The ceil(K/S)^2 candidate windows, summed as one expression (no
-        // reduction loop), so the stage is pointwise and vectorises along x.
-        const int taps = gather_taps(K, S);
-        Expr sum = 0.0f;
-        for (int qy = 0; qy < taps; qy++) {
-            for (int qx = 0; qx < taps; qx++) {
-                Expr ox = gather_output<Expr>(x, qx, S, P), oy = gather_output<Expr>(y, qy, S, P);
-                sum += select(argmax_ext(ox, oy, c, n) == plane_index(x, y), d_out_ext(ox, oy, c, n), 0.0f);
-            }
-        }
-        grad(x, y, c, n) = sum;
-        d_input(x, y, c, n) = grad(x, y, c, n);
+        d_input(x, y, c, n) = max_pool_gradient(d_out_ext, argmax_ext, x, y, c, n, W, K, S, P);
     }
 
     void schedule() {
@@ -116,25 +105,14 @@ public:
         if (get_target().has_gpu_feature()) {
             schedule_flat_gpu(d_input, {x, y, c, n});
         } else {
-            // Along x, not the fused plane: the gather's x/S then stays a
-            // strided load instead of a per-lane division. Where S divides
-            // the width, x is split into its S phases (x = S*xq + p): within
-            // a phase every candidate window is a dense load at xq + const,
-            // and the phases' vectors interleave into one store (the 48x48
-            // layer: 15.5 -> 12.6 ms against vectors along x).
-            Var cn{"cn"}, xq{"xq"}, phase{"phase"};
+            Var cn{"cn"};
             d_input.compute_root().fuse(c, n, cn).parallel(cn);
-            if (int(W) % int(S) == 0) {
-                d_input.split(x, xq, phase, S).unroll(phase).vectorize(
-                    xq, std::max(channel_block(int(W) / int(S)), 4), TailStrategy::GuardWithIf);
-            } else {
-                d_input.vectorize(x, std::max(channel_block(W), 8), TailStrategy::GuardWithIf);
-            }
+            schedule_max_pool_gradient_cpu(d_input, x, W, S);
         }
     }
 
 private:
-    Func d_out_ext{"d_out_ext"}, argmax_ext{"argmax_ext"}, grad{"grad"};
+    Func d_out_ext{"d_out_ext"}, argmax_ext{"argmax_ext"};
 };
 
 // Global average pooling: (W, H, C, N) -> (C, N), each output the mean of its plane.

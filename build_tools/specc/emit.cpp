@@ -338,10 +338,10 @@ std::string pipeline_infos(const Compiled &c) {
             if (arg.tensor >= 0) {
                 const Tensor &t = p.tensors[arg.tensor];
                 double low = -1, high = 1;
-                if (t.type == DType::I32) {  // labels into the loss, arg-max positions into maxpool_backward
+                if (t.type == DType::I32) {  // a max pool's arg-max positions in its input plane, else labels
+                    const bool argmax = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".argmax") == 0;
                     low = 0;
-                    high = pipeline.generator == "maxpool_backward" ? double(param_value(pipeline, "H") * param_value(pipeline, "W"))
-                                                                    : double(c.spec.classes);
+                    high = argmax ? double(param_value(pipeline, "H") * param_value(pipeline, "W")) : double(c.spec.classes);
                 } else if (t.name.find("running_var") != std::string::npos || t.name.find("variance") != std::string::npos ||
                            t.name.find("inv_std") != std::string::npos) {
                     low = 0.5, high = 1.5;

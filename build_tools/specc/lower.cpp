@@ -392,7 +392,8 @@ private:
         const Node &node = graph_.nodes[step.node];
         const int x_node = step.inputs[0];
         const int x = value(x_node), y = value(step.output);
-        const int dy = gradient(step.output);
+        const auto pool = pooled_.find(step.output);  // a batch norm that computes its pool's gradient
+        const int dy = pool == pooled_.end() ? gradient(step.output) : -1;
         const Dims in_dims = dims(shape(x_node));
         switch (step.op) {
         case Op::Conv: {
@@ -418,7 +419,14 @@ private:
             if (mask_recomputed) gamma_beta.push_back(in(param(step.node, "bias")));
             std::vector<Arg> args = {in(x, whcn(in_dims))};
             if (step.relu && step.residual) args.push_back(in(y, whcn(in_dims)));
-            args.push_back(in(dy, whcn(in_dims)));
+            std::vector<std::pair<std::string, int64_t>> pool_params;
+            if (pool != pooled_.end()) {
+                const Node &p = graph_.nodes[pool->second.node];
+                pool_params = {{"pool_k", p.kernel}, {"pool_s", p.stride}, {"pool_p", p.padding}};
+                args.insert(args.end(), {in(pool->second.d_output), in(pool->second.argmax)});
+            } else {
+                args.push_back(in(dy, whcn(in_dims)));
+            }
             std::vector<Arg> outputs = {out(gradient_slot(x_node, step.node), whcn(in_dims))};
             if (split_batchnorm()) {  // this rank's sums are its d_gamma and d_beta
                 const int d_gamma = grad(step.node, "weight"), d_beta = grad(step.node, "bias");
@@ -429,6 +437,7 @@ private:
                 sums_args.insert(sums_args.end(), {in(mean), in(inv_std), out(d_gamma), out(d_beta)});
                 Pipeline sums = nchw_pipeline("batchnorm_backward_sums", in_dims);
                 sums.params.insert(sums.params.end(), {{"relu", step.relu}, {"residual", step.residual}});
+                sums.params.insert(sums.params.end(), pool_params.begin(), pool_params.end());
                 call(Phase::Backward, step.node, sums, sums_args);
                 hook(Phase::Backward, step.node, "gradient_means",
                      {in(d_beta), in(d_gamma), expr(std::to_string(in_dims.n * in_dims.h * in_dims.w)), out(mean_dz),
@@ -442,7 +451,9 @@ private:
             }
             if (step.residual) outputs.push_back(out(gradient_slot(step.inputs[1], step.output), whcn(in_dims)));
             args.insert(args.end(), outputs.begin(), outputs.end());
-            call(Phase::Backward, step.node, batchnorm_pipeline("batchnorm_backward", step), args);
+            Pipeline backward = batchnorm_pipeline("batchnorm_backward", step);
+            backward.params.insert(backward.params.end(), pool_params.begin(), pool_params.end());
+            call(Phase::Backward, step.node, backward, args);
             break;
         }
         case Op::Relu:
@@ -454,8 +465,12 @@ private:
                 if (needs_[operand]) contributions_[operand].push_back(dy);
             break;
         case Op::MaxPool:
-            call(Phase::Backward, step.node, window_pipeline("maxpool_backward", in_dims, node),
-                 {in(dy), in(argmax_.at(step.node)), out(gradient_slot(x_node, step.node))});
+            if (batchnorm_before_pool(step)) {  // its backward computes this gradient plane by plane
+                pooled_[x_node] = {step.node, dy, argmax_.at(step.node)};
+            } else {
+                call(Phase::Backward, step.node, window_pipeline("maxpool_backward", in_dims, node),
+                     {in(dy), in(argmax_.at(step.node)), out(gradient_slot(x_node, step.node))});
+            }
             break;
         case Op::GlobalAvgPool:
             call(Phase::Backward, step.node, nchw_pipeline("avgpool_backward", in_dims),
@@ -471,6 +486,20 @@ private:
         }
         case Op::Input: break;
         }
+    }
+
+    // Whether the max pool `pool` reads the output of a batch norm (with its
+    // ReLU, without a residual) that nothing else reads. The batch norm's
+    // backward then takes the pool's d_output and argmax and computes the
+    // pool's gradient itself, plane by plane, where the separate
+    // maxpool_backward wrote a tensor of the batch norm's size that the
+    // batch norm read twice (the stem: 36 -> 22.5 ms).
+    bool batchnorm_before_pool(const Step &pool) const {
+        const int x = pool.inputs[0];
+        if (consumers_[x].size() != 1) return false;
+        return std::any_of(steps_.begin(), steps_.end(), [&](const Step &s) {
+            return s.op == Op::BatchNorm && s.output == x && !s.residual;
+        });
     }
 
     // --- update ----------------------------------------------------------------
@@ -547,6 +576,10 @@ private:
     const Spec &spec_;
     Program program_;
     std::vector<Step> steps_;
+    struct PoolGradient {
+        int node, d_output, argmax;  // the max pool, its output's gradient, its argmax
+    };
+    std::map<int, PoolGradient> pooled_;  // by the batch norm's output node
     std::set<std::string> members_;
     std::map<int, int> value_;                      // node → tensor of its output
     std::map<std::string, int> by_name_;            // params and states by checkpoint name

@@ -33,9 +33,11 @@ std::pair<size_t, size_t> arity(const Call &call) {
     if (g == "batchnorm_eval") return {5 + residual, 1};
     // The ReLU mask: output with a residual, else recomputed from gamma and beta
     // (batchnorm_backward always has gamma: one more input either way).
-    if (g == "batchnorm_backward_sums") return {4 + relu * (residual ? 1 : 2), 2};
-    if (g == "batchnorm_backward") return split ? std::pair<size_t, size_t>{7 + relu, 1 + residual}
-                                                : std::pair<size_t, size_t>{5 + relu, 3 + residual};
+    // With a max pool after it, its d_output and argmax in place of d_output.
+    const size_t pooled = flag(p, "pool_k") > 0;
+    if (g == "batchnorm_backward_sums") return {4 + relu * (residual ? 1 : 2) + pooled, 2};
+    if (g == "batchnorm_backward") return split ? std::pair<size_t, size_t>{7 + relu + pooled, 1 + residual}
+                                                : std::pair<size_t, size_t>{5 + relu + pooled, 3 + residual};
     if (g == "relu_forward") return {1, 1};
     if (g == "relu_backward" || g == "add" || g == "maxpool_backward") return {2, 1};
     if (g == "maxpool_forward") return {1, 2};

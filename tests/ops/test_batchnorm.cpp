@@ -289,3 +289,74 @@ void check_batchnorm_split(const BnShape s, Moments moments, Train train, Sums s
 TEST_CASE("batchnorm split form: moments, train given them, backward sums, backward given their means", "[batchnorm]") {
     HLNET_BATCHNORM_SPLIT_CASES(HLNET_BN_SPLIT_CASE)
 }
+
+namespace {
+
+// pool_k > 0: the batch norm's backward computes the gradient of the max pool
+// after it from the pool's d_output and argmax. The argmax is a random pixel
+// of each window (in the plane), so that overlapping windows share pixels.
+template <bool Relu, typename Backward>
+void check_batchnorm_pool(const BnShape s, int K, int S, int P, Backward backward) {
+    const std::vector<int> vec = {s.C};
+    const int wo = (s.W + 2 * P - K) / S + 1, ho = (s.H + 2 * P - K) / S + 1;
+    auto x = random_buffer(s.shape(), 31, -1.0f, 3.0f);
+    auto gamma = random_buffer(vec, 32, 0.5f, 1.5f), beta = random_buffer(vec, 33);
+    auto d_pool = random_buffer({wo, ho, s.C, s.N}, 34);
+    auto x_d = to_double(x);
+    const BnStats st = batch_stats(s, x_d);
+    auto mean = output_buffer(vec), inv_std = output_buffer(vec);
+    for (int c = 0; c < s.C; c++) mean(c) = float(st.mean(c)), inv_std(c) = float(1 / std::sqrt(st.var(c) + kEps));
+    mean.set_host_dirty();
+    inv_std.set_host_dirty();
+    Buffer<int32_t> argmax(wo, ho, s.C, s.N);
+    std::mt19937 rng(35);
+    auto in_window = [&](int o, int extent) {
+        const int lo = std::max(o * S - P, 0), hi = std::min(o * S - P + K - 1, extent - 1);
+        return lo + int(rng() % unsigned(hi - lo + 1));
+    };
+    argmax.for_each_element([&](int ox, int oy, int c, int n) { argmax(ox, oy, c, n) = in_window(oy, s.H) * s.W + in_window(ox, s.W); });
+    argmax.set_host_dirty();
+
+    auto d_in = output_buffer(s.shape()), d_gamma = output_buffer(vec), d_beta = output_buffer(vec);
+    int rc;
+    if constexpr (Relu) {  // beta recomputes the ReLU's mask
+        rc = backward(x, d_pool, argmax, gamma, beta, mean, inv_std, d_in, d_gamma, d_beta);
+    } else {
+        rc = backward(x, d_pool, argmax, gamma, mean, inv_std, d_in, d_gamma, d_beta);
+    }
+    REQUIRE(rc == 0);
+    to_host(d_in, d_gamma, d_beta);
+
+    // The pool's gradient, scattered; then the contract's formula, in double.
+    Buffer<double> d_y(s.shape()), dz(s.shape()), d_in_ref(s.shape()), d_gamma_ref(s.C), d_beta_ref(s.C);
+    d_y.fill(0.0);
+    d_gamma_ref.fill(0.0);
+    d_beta_ref.fill(0.0);
+    argmax.for_each_element([&](int ox, int oy, int c, int n) {
+        const int at = argmax(ox, oy, c, n);
+        d_y(at % s.W, at / s.W, c, n) += d_pool(ox, oy, c, n);
+    });
+    auto xhat = [&](int xx, int y, int c, int n) { return (x_d(xx, y, c, n) - double(mean(c))) * double(inv_std(c)); };
+    dz.for_each_element([&](int xx, int y, int c, int n) {
+        const bool on = !s.relu || double(gamma(c)) * xhat(xx, y, c, n) + double(beta(c)) > 0;
+        dz(xx, y, c, n) = on ? d_y(xx, y, c, n) : 0.0;
+        d_beta_ref(c) += dz(xx, y, c, n);
+        d_gamma_ref(c) += dz(xx, y, c, n) * xhat(xx, y, c, n);
+    });
+    d_in_ref.for_each_element([&](int xx, int y, int c, int n) {
+        d_in_ref(xx, y, c, n) = double(gamma(c)) * double(inv_std(c)) / s.M() *
+                                (s.M() * dz(xx, y, c, n) - d_beta_ref(c) - xhat(xx, y, c, n) * d_gamma_ref(c));
+    });
+    check_close(d_in, d_in_ref, "d_input");
+    check_close(d_gamma, d_gamma_ref, "d_gamma");
+    check_close(d_beta, d_beta_ref, "d_beta");
+}
+
+}  // namespace
+
+#define HLNET_BN_POOL_CASE(backward, N, C, H, W, RELU, RESIDUAL, K, S, P) \
+    SECTION(#backward) { check_batchnorm_pool<RELU>({N, C, H, W, RELU, RESIDUAL}, K, S, P, backward); }
+
+TEST_CASE("batchnorm backward through the max pool after it", "[batchnorm]") {
+    HLNET_BATCHNORM_POOL_CASES(HLNET_BN_POOL_CASE)
+}
