@@ -101,10 +101,9 @@ inline Var schedule_flat_gpu(Func f, const std::vector<Var> &vars, int threads =
 // sums. CPU: partial sums per (channel, lane along x, chunk of images), the
 // chunks in parallel, each walking its images in memory order (a
 // channel-major walk, 9 KB then a 600 KB jump, measured 5x slower); then the
-// partials are added.
-// Returns the CPU's partial sums, whose update walks one (channel, image)
-// plane at a time inside its loop over c (for producers computed per plane),
-// or an undefined Func on the GPU.
+// partials are added. Returns the CPU's partial sums, whose update walks one
+// (channel, image) plane at a time inside its loop over c (for producers
+// computed per plane), or an undefined Func on the GPU.
 inline Func schedule_channel_sum_over_planes(Func s, Var c, int W, int N, const Target &target) {
     std::vector<RVar> r = s.rvars(0);  // (x, y, n)
     if (target.has_gpu_feature()) {
@@ -116,21 +115,19 @@ inline Func schedule_channel_sum_over_planes(Func s, Var c, int W, int N, const 
         flat_gpu_loop(s.update(), {c}, 64);
         return Func();
     }
-    {
-        const int lanes = channel_block(W);  // largest power of two <= 16 dividing W
-        int chunks = std::min(N, 16);
-        while (N % chunks) chunks--;
-        Var lane{"lane"}, chunk{"chunk"};
-        RVar rxo{"rxo"}, rxi{"rxi"}, rno{"rno"}, rni{"rni"};
-        s.update().split(r[0], rxo, rxi, lanes).split(r[2], rno, rni, N / chunks);
-        Func partial = s.update().rfactor({{rxi, lane}, {rno, chunk}});
-        // Lanes innermost in memory too: stored channel-major, each lane
-        // vector of the running sums was a scatter, re-gathered every step.
-        partial.compute_root().reorder_storage(lane, c, chunk).vectorize(lane).parallel(chunk);
-        partial.update().reorder(lane, rxo, r[1], c, rni, chunk).vectorize(lane).parallel(chunk);
-        s.compute_root();
-        return partial;
-    }
+    const int lanes = channel_block(W);  // largest power of two <= 16 dividing W
+    int chunks = std::min(N, 16);
+    while (N % chunks) chunks--;
+    Var lane{"lane"}, chunk{"chunk"};
+    RVar rxo{"rxo"}, rxi{"rxi"}, rno{"rno"}, rni{"rni"};
+    s.update().split(r[0], rxo, rxi, lanes).split(r[2], rno, rni, N / chunks);
+    Func partial = s.update().rfactor({{rxi, lane}, {rno, chunk}});
+    // Lanes innermost in memory too: stored channel-major, each lane
+    // vector of the running sums was a scatter, re-gathered every step.
+    partial.compute_root().reorder_storage(lane, c, chunk).vectorize(lane).parallel(chunk);
+    partial.update().reorder(lane, rxo, r[1], c, rni, chunk).vectorize(lane).parallel(chunk);
+    s.compute_root();
+    return partial;
 }
 
 // The gradient of a K x K max pool (stride S, padding P) at input pixel
