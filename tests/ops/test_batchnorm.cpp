@@ -57,6 +57,30 @@ Buffer<double> bn_reference(const BnShape &s, const Buffer<double> &x, const Buf
     return out;
 }
 
+// The contract's backward in double, from dz (d_output through the ReLU
+// mask): d_beta = sum of dz, d_gamma = sum of dz * xhat, and
+// d_input = gamma * inv_std / M * (M * dz - d_beta - xhat * d_gamma).
+struct BnGradients {
+    Buffer<double> d_input, d_gamma, d_beta;
+};
+
+template <typename XHat>
+BnGradients bn_backward_reference(const BnShape &s, const Buffer<double> &dz, XHat xhat, const Buffer<double> &gamma,
+                                  const Buffer<double> &inv_std) {
+    BnGradients g{Buffer<double>(s.shape()), Buffer<double>(s.C), Buffer<double>(s.C)};
+    g.d_gamma.fill(0.0);
+    g.d_beta.fill(0.0);
+    dz.for_each_element([&](int xx, int y, int c, int n) {
+        g.d_beta(c) += dz(xx, y, c, n);
+        g.d_gamma(c) += dz(xx, y, c, n) * xhat(xx, y, c, n);
+    });
+    g.d_input.for_each_element([&](int xx, int y, int c, int n) {
+        g.d_input(xx, y, c, n) = gamma(c) * inv_std(c) / s.M() *
+                                 (s.M() * dz(xx, y, c, n) - g.d_beta(c) - xhat(xx, y, c, n) * g.d_gamma(c));
+    });
+    return g;
+}
+
 template <bool Relu, bool Residual, typename Train, typename Eval, typename Backward>
 void check_batchnorm(const BnShape s, Train train, Eval eval, Backward backward) {
     const std::vector<int> vec = {s.C};
@@ -129,22 +153,15 @@ void check_batchnorm(const BnShape s, Train train, Eval eval, Backward backward)
     // The contract's formula, in double, through the mask of the forward's
     // float output: where the backward recomputes the mask, it must agree
     // with the forward element by element.
-    Buffer<double> dz(s.shape()), d_in_ref(s.shape()), d_gamma_ref(s.C), d_beta_ref(s.C);
-    d_gamma_ref.fill(0.0);
-    d_beta_ref.fill(0.0);
+    Buffer<double> dz(s.shape());
     auto xhat = [&](int xx, int y, int c, int n) { return (x_d(xx, y, c, n) - st.mean(c)) * inv_std(c); };
     dz.for_each_element([&](int xx, int y, int c, int n) {
         dz(xx, y, c, n) = (!s.relu || out(xx, y, c, n) > 0) ? d_out_d(xx, y, c, n) : 0.0;
-        d_beta_ref(c) += dz(xx, y, c, n);
-        d_gamma_ref(c) += dz(xx, y, c, n) * xhat(xx, y, c, n);
     });
-    d_in_ref.for_each_element([&](int xx, int y, int c, int n) {
-        d_in_ref(xx, y, c, n) = gamma_d(c) * inv_std(c) / s.M() *
-                                (s.M() * dz(xx, y, c, n) - d_beta_ref(c) - xhat(xx, y, c, n) * d_gamma_ref(c));
-    });
-    check_close(d_in, d_in_ref, "d_input");
-    check_close(d_gamma, d_gamma_ref, "d_gamma");
-    check_close(d_beta, d_beta_ref, "d_beta");
+    const BnGradients ref = bn_backward_reference(s, dz, xhat, gamma_d, inv_std);
+    check_close(d_in, ref.d_input, "d_input");
+    check_close(d_gamma, ref.d_gamma, "d_gamma");
+    check_close(d_beta, ref.d_beta, "d_beta");
     if (s.residual) check_close(d_residual, dz, "d_residual");
 
     // Finite differences of the training forward (batch statistics included).
@@ -233,15 +250,13 @@ void check_batchnorm_split(const BnShape s, Moments moments, Train train, Sums s
 
     // Backward, part one: the sums, which are d_gamma and d_beta.
     auto d_out_d = to_double(d_out);
-    Buffer<double> dz(s.shape()), d_gamma_ref(s.C), d_beta_ref(s.C);
-    d_gamma_ref.fill(0.0);
-    d_beta_ref.fill(0.0);
+    Buffer<double> dz(s.shape());
     auto xhat = [&](int xx, int y, int c, int n) { return (x_d(xx, y, c, n) - mean(c)) * inv_std(c); };
     dz.for_each_element([&](int xx, int y, int c, int n) {
         dz(xx, y, c, n) = (!s.relu || out(xx, y, c, n) > 0) ? d_out_d(xx, y, c, n) : 0.0;
-        d_beta_ref(c) += dz(xx, y, c, n);
-        d_gamma_ref(c) += dz(xx, y, c, n) * xhat(xx, y, c, n);
     });
+    const BnGradients sums_ref = bn_backward_reference(s, dz, xhat, gamma_d, inv_std);
+    const Buffer<double> &d_gamma_ref = sums_ref.d_gamma, &d_beta_ref = sums_ref.d_beta;
     auto d_gamma = output_buffer(vec), d_beta = output_buffer(vec);
     rc = std::apply(sums, std::tuple_cat(std::make_tuple(x.raw_buffer()), optional_arg<Relu && Residual>(out),
                                          std::make_tuple(d_out.raw_buffer()), optional_arg<Relu && !Residual>(gamma),
@@ -328,10 +343,8 @@ void check_batchnorm_pool(const BnShape s, int K, int S, int P, Backward backwar
     to_host(d_in, d_gamma, d_beta);
 
     // The pool's gradient, scattered; then the contract's formula, in double.
-    Buffer<double> d_y(s.shape()), dz(s.shape()), d_in_ref(s.shape()), d_gamma_ref(s.C), d_beta_ref(s.C);
+    Buffer<double> d_y(s.shape()), dz(s.shape());
     d_y.fill(0.0);
-    d_gamma_ref.fill(0.0);
-    d_beta_ref.fill(0.0);
     argmax.for_each_element([&](int ox, int oy, int c, int n) {
         const int at = argmax(ox, oy, c, n);
         d_y(at % s.W, at / s.W, c, n) += d_pool(ox, oy, c, n);
@@ -340,16 +353,11 @@ void check_batchnorm_pool(const BnShape s, int K, int S, int P, Backward backwar
     dz.for_each_element([&](int xx, int y, int c, int n) {
         const bool on = !s.relu || double(gamma(c)) * xhat(xx, y, c, n) + double(beta(c)) > 0;
         dz(xx, y, c, n) = on ? d_y(xx, y, c, n) : 0.0;
-        d_beta_ref(c) += dz(xx, y, c, n);
-        d_gamma_ref(c) += dz(xx, y, c, n) * xhat(xx, y, c, n);
     });
-    d_in_ref.for_each_element([&](int xx, int y, int c, int n) {
-        d_in_ref(xx, y, c, n) = double(gamma(c)) * double(inv_std(c)) / s.M() *
-                                (s.M() * dz(xx, y, c, n) - d_beta_ref(c) - xhat(xx, y, c, n) * d_gamma_ref(c));
-    });
-    check_close(d_in, d_in_ref, "d_input");
-    check_close(d_gamma, d_gamma_ref, "d_gamma");
-    check_close(d_beta, d_beta_ref, "d_beta");
+    const BnGradients ref = bn_backward_reference(s, dz, xhat, to_double(gamma), to_double(inv_std));
+    check_close(d_in, ref.d_input, "d_input");
+    check_close(d_gamma, ref.d_gamma, "d_gamma");
+    check_close(d_beta, ref.d_beta, "d_beta");
 }
 
 }  // namespace
