@@ -28,8 +28,9 @@ using Halide::Runtime::Buffer;
 
 namespace {
 
-Buffer<float> random_buffer(std::vector<int> shape, uint32_t seed) {
-    Buffer<float> b(shape);
+// Random values in [-1, 1); an (x, y, c, n) activation laid out NHWC where `channels_last`.
+Buffer<float> random_buffer(std::vector<int> shape, uint32_t seed, bool channels_last = false) {
+    Buffer<float> b = channels_last ? Buffer<float>(shape, {2, 0, 1, 3}) : Buffer<float>(shape);
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     b.for_each_value([&](float &v) { v = dist(rng); });
@@ -104,7 +105,8 @@ int main(int argc, char **argv) {
                 "Each row: medians of %d runs. GF/s: per second of wall time; GF/cpu-s: per second of\n"
                 "process CPU time; %%peak: GF/cpu-s over the per-core peak. FLOPs are the direct algorithm's:\n"
                 "the Winograd pipelines (3x3 stride 1, auto) do fewer and read above 100%%; the rows\n"
-                "ending in _algorithmdirect are the same convolutions forced direct.\n\n",
+                "ending in _algorithmdirect are the same convolutions forced direct, those in _layoutnhwc the\n"
+                "same with NHWC activations.\n\n",
                 peak.isa, peak.gflops, threads, peak.gflops_per_core, reps);
     std::printf("%-58s %9s %9s %9s %7s\n", "pipeline", "ms", "GF/s", "GF/cpu-s", "%peak");
 
@@ -117,24 +119,30 @@ int main(int argc, char **argv) {
         std::fflush(stdout);
     };
 
-#define HLNET_BENCH_CONV(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P)             \
+#define HLNET_BENCH_CONV_LAYOUT(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P, nhwc) \
     {                                                                                                  \
         const int HO = (H + 2 * P - K) / S + 1, WO = (W + 2 * P - K) / S + 1;                         \
         const double flops = 2.0 * N * CO * HO * WO * double(CI) * K * K;                              \
         if (std::strstr(#forward, filter) || std::strstr(#backward_data, filter) ||                     \
             std::strstr(#backward_weights, filter)) {                                                  \
-            auto in = random_buffer({W, H, CI, N}, 1), w = random_buffer({K, K, CI, CO}, 2);            \
-            auto b = random_buffer({CO}, 3), d_out = random_buffer({WO, HO, CO, N}, 4);                 \
-            Buffer<float> out(WO, HO, CO, N), d_in(W, H, CI, N), d_w(K, K, CI, CO), d_b(CO);            \
+            auto in = random_buffer({W, H, CI, N}, 1, nhwc), w = random_buffer({K, K, CI, CO}, 2);      \
+            auto b = random_buffer({CO}, 3), d_out = random_buffer({WO, HO, CO, N}, 4, nhwc);           \
+            auto out = random_buffer({WO, HO, CO, N}, 5, nhwc), d_in = random_buffer({W, H, CI, N}, 6, nhwc); \
+            Buffer<float> d_w(K, K, CI, CO), d_b(CO);                                                  \
             report(#forward, flops, [&] { return forward(in, w, b, out); });                           \
             report(#backward_data, flops, [&] { return backward_data(d_out, w, d_in); });              \
             report(#backward_weights, flops, [&] { return backward_weights(d_out, in, d_w, d_b); });   \
         }                                                                                              \
     }
+#define HLNET_BENCH_CONV(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P) \
+    HLNET_BENCH_CONV_LAYOUT(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P, false)
     HLNET_CONV2D_CASES(HLNET_BENCH_CONV)
 #define HLNET_BENCH_CONV_DIRECT(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P, algorithm) \
     HLNET_BENCH_CONV(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P)
     HLNET_CONV2D_DIRECT_CASES(HLNET_BENCH_CONV_DIRECT)
+#define HLNET_BENCH_CONV_NHWC(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P, layout) \
+    HLNET_BENCH_CONV_LAYOUT(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P, true)
+    HLNET_CONV2D_NHWC_CASES(HLNET_BENCH_CONV_NHWC)
 
     // Memory-bound pipelines: GB/s of the fewest bytes they must move (each
     // input read once, each output written once).

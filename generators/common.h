@@ -36,6 +36,19 @@ void pin_shape(Buf &buf, const std::vector<int> &extents, int free_estimate = 1)
     buf.set_estimates(estimates);
 }
 
+// Pins an activation (x, y, c, n) of extents (W, H, C, N), like pin_shape, in
+// NCHW (planes dense) or, with channels_last, NHWC (c innermost, stride 1).
+template <typename Buf>
+void pin_activation(Buf &buf, const std::vector<int> &extents, bool channels_last) {
+    pin_shape(buf, extents);
+    if (!channels_last) return;
+    const int W = extents[0], H = extents[1], C = extents[2];
+    buf.dim(0).set_stride(C);
+    buf.dim(1).set_stride(C * W);
+    buf.dim(2).set_stride(1);
+    buf.dim(3).set_stride(C * W * H);
+}
+
 // ReLU and its gradient, written once for the standalone ops and the fused batch norm.
 inline Expr relu(Expr v) { return max(v, 0.0f); }
 // The mask is taken from the ReLU's output: output > 0 exactly where input > 0.
@@ -128,6 +141,24 @@ inline Func schedule_channel_sum_over_planes(Func s, Var c, int W, int N, const 
     partial.update().reorder(lane, rxo, r[1], c, rni, chunk).vectorize(lane).parallel(chunk);
     s.compute_root();
     return partial;
+}
+
+// CPU schedule of the same per-channel sum over an NHWC tensor of C channels
+// (channels innermost): partial sums per chunk of images, the chunks in
+// parallel, each walking its pixels in memory order with the channels as
+// vectors; then the partials are added.
+inline void schedule_channel_sum_channels_last(Func s, Var c, int C, int N) {
+    std::vector<RVar> r = s.rvars(0);  // (x, y, n)
+    int chunks = std::min(N, 16);
+    while (N % chunks) chunks--;
+    Var chunk{"chunk"};
+    RVar rno{"rno"}, rni{"rni"};
+    s.update().split(r[2], rno, rni, N / chunks);
+    Func partial = s.update().rfactor(rno, chunk);
+    const int lanes = channel_block(C);
+    partial.compute_root().vectorize(c, lanes).parallel(chunk);
+    partial.update().reorder(c, r[0], r[1], rni, chunk).vectorize(c, lanes).parallel(chunk);
+    s.compute_root().vectorize(c, lanes);
 }
 
 // The gradient of a K x K max pool (stride S, padding P) at input pixel

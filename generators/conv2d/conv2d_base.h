@@ -9,8 +9,8 @@
 // (VectorRegisters; ../shared/CPU_CALIBRATION.md). Forward and backward-data
 // are the same blocked direct convolution (blocked_conv); backward-weights is
 // the same product reduced over pixels instead of taps. The repacking happens
-// inside the pipeline; the external layouts stay NCHW / OIHW. The manual GPU
-// schedule computes on NCHW directly (direct_conv_nchw).
+// inside the pipeline; the external layouts are NCHW (or NHWC, `layout`) and
+// OIHW. The manual GPU schedule computes on NCHW directly (direct_conv_nchw).
 //
 // 3x3 stride-1 convolutions on the CPU run as Winograd F(m x m, 3x3) instead
 // (struct Winograd): the same register tiles over 25 (or 16) channel products
@@ -30,6 +30,13 @@ namespace hlnet {
 // Auto: Winograd where it is eligible and the manual CPU schedule is in use,
 // direct otherwise.
 enum class ConvAlgorithm { Auto, Direct, Winograd };
+// How the activations (input, output and their gradients) lie in memory; the
+// pipelines' (x, y, c, n) indexing is the same in both. NHWC (channels
+// innermost, the `layout=nhwc` GeneratorParam) lets the CPU schedules read
+// and write 16-channel vectors in place instead of repacking NCHW planes: the
+// Winograd passes 2-13% faster on resnet18's layers (docs/PERFORMANCE.md,
+// 2026-12-07, evening). The GPU schedules are written for NCHW.
+enum class Layout { NCHW, NHWC };
 
 // The caches the CPU schedules' chunks are sized for: Halide's target does
 // not describe caches, so the small end of today's cores (docs/INTERNALS.md).
@@ -47,6 +54,7 @@ public:
                                             {{"auto", ConvAlgorithm::Auto},
                                              {"direct", ConvAlgorithm::Direct},
                                              {"winograd", ConvAlgorithm::Winograd}}};
+    GeneratorParam<Layout> layout{"layout", Layout::NCHW, {{"nchw", Layout::NCHW}, {"nhwc", Layout::NHWC}}};
 
 protected:
     Var x{"x"}, y{"y"}, c{"c"}, n{"n"}, cb{"cb"}, kb{"kb"};
@@ -158,6 +166,7 @@ protected:
     std::vector<int> input_shape() const { return {W, H, CI, N}; }
     std::vector<int> output_shape() const { return {WO(), HO(), CO, N}; }
     std::vector<int> weight_shape() const { return {K, K, CI, CO}; }
+    bool channels_last() const { return layout == Layout::NHWC; }
     bool gpu() const { return this->get_target().has_gpu_feature(); }
     VectorRegisters registers() const { return vector_registers(this->get_target()); }
 

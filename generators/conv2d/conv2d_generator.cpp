@@ -41,10 +41,10 @@ public:
     }
 
     void schedule() {
-        pin_shape(input, input_shape());
+        pin_activation(input, input_shape(), channels_last());
         pin_shape(weight, weight_shape());
         pin_shape(bias, {CO});
-        pin_shape(output, output_shape());
+        pin_activation(output, output_shape(), channels_last());
         if (using_autoscheduler()) return;
         if (winograd.active) {
             if (gpu()) {
@@ -147,9 +147,9 @@ public:
     }
 
     void schedule() {
-        pin_shape(d_output, output_shape());
+        pin_activation(d_output, output_shape(), channels_last());
         pin_shape(weight, weight_shape());
-        pin_shape(d_input, input_shape());
+        pin_activation(d_input, input_shape(), channels_last());
         if (using_autoscheduler()) return;
         if (winograd.active) {
             if (gpu()) {
@@ -188,11 +188,7 @@ public:
                 }
             }
             // Interleaved phases read strided from several tiles: no transpose.
-            if (S == 1 && phases[0].tiles.defined()) {
-                schedule_unblock_cpu(d_input, ci, phases[0].tiles, W, H, B, no, ni);
-            } else {
-                schedule_unblock_cpu(d_input, ci, Func(), W, H, 0, no, ni);
-            }
+            schedule_unblock_cpu(d_input, ci, S == 1 ? phases[0].tiles : Func(), W, H, B, no, ni);
         }
     }
 
@@ -288,8 +284,8 @@ public:
     }
 
     void schedule() {
-        pin_shape(d_output, output_shape());
-        pin_shape(input, input_shape());
+        pin_activation(d_output, output_shape(), channels_last());
+        pin_activation(input, input_shape(), channels_last());
         pin_shape(d_weight, weight_shape());
         pin_shape(d_bias, {CO});
         if (using_autoscheduler()) return;
@@ -484,11 +480,14 @@ private:
         }
         // One chunk of each operand at a time, where its tiles are made (or
         // d_output once per part, where the channel groups are outermost).
-        src.compute_at(partial, rj_inner);
-        schedule_repack_cpu(src, CI);
+        // (NHWC Winograd: its transforms read both in place, 16 channels a vector.)
         const LoopLevel d_out_level = groups_outer() ? LoopLevel(partial, part) : LoopLevel(partial, rj_inner);
-        d_out_blocked.compute_at(d_out_level).vectorize(cb);
-        if (stage_planes()) {
+        if (!channels_last() || !winograd.active) {
+            src.compute_at(partial, rj_inner);
+            schedule_repack_cpu(src, CI);
+            d_out_blocked.compute_at(d_out_level).vectorize(cb);
+        }
+        if (stage_planes() && !channels_last()) {
             copy_planes(input.in(), LoopLevel(partial, rj_inner));
             copy_planes(d_out_planes, d_out_level);
         }
@@ -557,7 +556,11 @@ private:
             grad_kernel.compute_root().vectorize(cb).unroll(kx).unroll(ky).parallel(kb);
             grad_kernel_rows.compute_at(grad_kernel, ci).vectorize(cb).unroll(kx).unroll(b);
         }
-        if (bias_grad) schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
+        if (bias_grad && channels_last()) {
+            schedule_channel_sum_channels_last(grad_b, co, CO, N);
+        } else if (bias_grad) {
+            schedule_channel_sum_over_planes(grad_b, co, WO(), N, get_target());
+        }
     }
 
     // Winograd with the whole batch as one chunk: the products are divided
@@ -594,10 +597,12 @@ private:
         // The transforms for the whole batch, image by image in parallel.
         schedule_winograd_input_cpu(winograd, LoopLevel::root(), CI);
         winograd.input.parallel(n);
-        src.compute_at(winograd.input, n);
-        schedule_repack_cpu(src, CI);
         grad_product.compute_root().reorder(cb, a, b, tx, ty, kb, n).vectorize(cb).unroll(a).unroll(b).parallel(n);
-        d_out_blocked.compute_at(grad_product, n).vectorize(cb);
+        if (!channels_last()) {  // NHWC: read in place by the transforms
+            src.compute_at(winograd.input, n);
+            schedule_repack_cpu(src, CI);
+            d_out_blocked.compute_at(grad_product, n).vectorize(cb);
+        }
         schedule_weight_gradient_cpu();
     }
 

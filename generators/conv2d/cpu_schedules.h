@@ -6,44 +6,59 @@
 
 namespace hlnet {
 
-// CPU schedule of a Winograd convolution read by `out` (NCHW, channel var
-// ch), chunk by chunk of w.images images, the chunks in parallel: the input
+// CPU schedule of a Winograd convolution read by `out` (channel var ch),
+// chunk by chunk of w.images images, the chunks in parallel: the input
 // transform, the (m+2)^2 products one after another in register tiles (a
 // block of a product's transformed weights stays in L1 while the tiles sweep
 // the chunk), then the output transform, for the whole chunk or for a group
-// of w.group_rows tile rows at a time; then the NCHW copy.
+// of w.group_rows tile rows at a time. NCHW: the input is first repacked
+// channels last, and the output transform fills channel blocks that are then
+// copied into the NCHW planes. NHWC: the input transform reads the input in
+// place and the output transform writes `out` itself, a block's 16 channels
+// being one contiguous vector in both.
 template <typename T>
 void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func src, int in_channels, int width,
                                           int height) {
     Var no{"no"}, ni{"ni"};
     out.split(n, no, ni, w.images);
-    const Var chunk = schedule_unblock_cpu(out, ch, w.output, width, height, w.B, no, ni);
-    src.compute_at(out, chunk);
-    schedule_repack_cpu(src, in_channels);
+    Func transform = w.output;
+    Var block_lane = cb, block = kb, chunk = no, image = n;
+    if (channels_last()) {
+        out.parallel(no);
+        transform = out;
+        block_lane = Var("chi"), block = Var("cho"), image = ni;
+        out.split(ch, block, block_lane, w.B);
+    } else {
+        schedule_unblock_cpu(out, ch, w.output, width, height, w.B, no, ni);
+        src.compute_at(out, chunk);
+        schedule_repack_cpu(src, in_channels);
+        w.output.compute_at(out, chunk);
+    }
 
     w.weights.compute_root().reorder(cb, a, b, c, kb).vectorize(cb).unroll(a).unroll(b).parallel(kb);
 
     // The output transform, a group of tile rows (or the chunk) at a time;
     // the input transform and the products per group, where it reads them.
     Var xo{"xo"}, yo{"yo"}, xi{"xi"}, yi{"yi"}, group{"group"}, yg{"yg"};
-    w.output.compute_at(out, chunk)
-        .split(x, xo, xi, w.m)
-        .split(y, yo, yi, w.m)
-        .vectorize(cb)
+    // (`out` itself cannot shift a last tile inwards where a side is shorter than one.)
+    const TailStrategy tail = width < w.m || height < w.m ? TailStrategy::GuardWithIf : TailStrategy::Auto;
+    transform.split(x, xo, xi, w.m, tail)
+        .split(y, yo, yi, w.m, tail)
+        .vectorize(block_lane)
         .unroll(xi)
         .unroll(yi);
     LoopLevel per_group(out, chunk);
     if (w.group_rows) {
-        w.output.split(yo, group, yg, w.group_rows).reorder(cb, xi, yi, xo, yg, kb, group, n);
-        per_group = LoopLevel(w.output, group);
+        transform.split(yo, group, yg, w.group_rows).reorder(block_lane, xi, yi, xo, yg, block, group, image);
+        per_group = LoopLevel(transform, group);
     } else {
-        w.output.reorder(cb, xi, yi, xo, yo, kb, n);
+        transform.reorder(block_lane, xi, yi, xo, yo, block, image);
     }
     schedule_winograd_input_cpu(w, per_group, in_channels);
 
     // Register tile over tiles (tx, ty), or over images where an image has
     // only a few tiles (the 3x3 layers: one).
-    w.product_tiles = w.product.in(w.output);
+    w.product_tiles = w.product.in();
     Var txo{"txo"}, tyo{"tyo"}, txi{"txi"}, tyi{"tyi"}, kbo{"kbo"}, kbi{"kbi"};
     if (w.tiles_x * w.tiles_y >= 4) {
         const RegisterTile t = choose_tile(w.blocks, w.tiles_x, w.group_rows ? w.group_rows : w.tiles_y, registers());
@@ -85,10 +100,11 @@ void Conv2dBase<T>::schedule_winograd_input_cpu(Winograd &w, LoopLevel level, in
     }
 }
 
-// CPU schedule of the NCHW result `out` (channel var ch) read out of the
-// channel-blocked `tiles`, chunks of images in parallel (the caller split n
-// into chunk and image). With whole blocks of 16 channels, a 16-channel x
-// `vx`-pixel square is loaded as vectors along channels and stored as
+// CPU schedule of the result `out` (channel var ch) read out of the
+// channel-blocked `tiles` (undefined where `out` interleaves several), chunks
+// of images in parallel (the caller split n into chunk and image). NHWC: a
+// vector copy of B channels at a time. NCHW: with whole blocks of 16
+// channels, a 16-channel x `vx`-pixel square is loaded as vectors along channels and stored as
 // vectors along x, transposed in registers; where rows are too short for
 // that (6x6, 3x3) the whole plane is the vector; otherwise vectors along x
 // (or the plane) with strided loads. (Scalar, this copy took two thirds of
@@ -98,10 +114,15 @@ template <typename T>
 Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B, Var chunk,
                                         Var image) {
     out.parallel(chunk);
+    if (channels_last()) {
+        Var cho{"cho"}, chi{"chi"};
+        out.split(ch, cho, chi, B).reorder(chi, cho, x, y, image).vectorize(chi);
+        return chunk;
+    }
     const int vx = channel_block(width);
     const bool small_plane = vx < 4 && width * height <= 64;  // rows too short for vectors: 6x6, 3x3
     Var cho{"cho"}, chi{"chi"}, p{"p"};
-    if (B == 16 && vx >= 4) {
+    if (tiles.defined() && B == 16 && vx >= 4) {
         Var xo{"xo"}, xi{"xi"};
         out.split(x, xo, xi, vx)
             .split(ch, cho, chi, B)
@@ -109,7 +130,7 @@ Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width,
             .vectorize(xi)
             .unroll(chi);
         tiles.in(out).compute_at(out, xo).vectorize(cb).unroll(x);
-    } else if (B == 16 && small_plane) {
+    } else if (tiles.defined() && B == 16 && small_plane) {
         // A block's whole plane, 16 channels x width*height pixels, is one
         // vector per channel of the dense NCHW plane, transposed from the
         // block's pixel vectors.

@@ -67,27 +67,35 @@ Buffer<double> weight_gradient_reference(const ConvShape &s, const Buffer<double
 
 // Every output against the double reference; the gradients also against
 // finite differences where `finite_differences` (each sample costs two
-// reference convolutions: the small shapes only).
+// reference convolutions: the small shapes only). With `channels_last`, the
+// activations and their gradients go in and come out NHWC.
 template <typename Forward, typename BackwardData, typename BackwardWeights>
 void check_conv(const ConvShape s, Forward forward, BackwardData backward_data, BackwardWeights backward_weights,
-                bool finite_differences = true) {
+                bool finite_differences = true, bool channels_last = false) {
     auto in = random_buffer({s.W, s.H, s.CI, s.N}, 1);
     auto w = random_buffer({s.K, s.K, s.CI, s.CO}, 2);
     auto b = random_buffer({s.CO}, 3);
     auto d_out = random_buffer({s.WO(), s.HO(), s.CO, s.N}, 4);  // L = sum(d_out * output)
     auto in_d = to_double(in), w_d = to_double(w), b_d = to_double(b), d_out_d = to_double(d_out);
+    // An activation as the pipelines take it, and a result of theirs as the references are.
+    auto activation = [&](const std::vector<int> &shape, const Buffer<float> *values) {
+        return channels_last ? channels_last_buffer(shape, values) : values ? *values : output_buffer(shape);
+    };
+    auto result = [&](const Buffer<float> &got) { return channels_last ? dense_copy(got) : got; };
+    auto in_l = activation({s.W, s.H, s.CI, s.N}, &in), d_out_l = activation({s.WO(), s.HO(), s.CO, s.N}, &d_out);
 
-    auto out = output_buffer({s.WO(), s.HO(), s.CO, s.N});
-    REQUIRE(forward(in, w, b, out) == 0);
-    to_host(out);
-    check_close(out, conv_reference(s, in_d, w_d, b_d), "output");
+    auto out_l = activation({s.WO(), s.HO(), s.CO, s.N}, nullptr);
+    REQUIRE(forward(in_l, w, b, out_l) == 0);
+    to_host(out_l);
+    check_close(result(out_l), conv_reference(s, in_d, w_d, b_d), "output");
 
-    auto d_in = output_buffer({s.W, s.H, s.CI, s.N});
+    auto d_in_l = activation({s.W, s.H, s.CI, s.N}, nullptr);
     auto d_w = output_buffer({s.K, s.K, s.CI, s.CO});
     auto d_b = output_buffer({s.CO});
-    REQUIRE(backward_data(d_out, w, d_in) == 0);
-    REQUIRE(backward_weights(d_out, in, d_w, d_b) == 0);
-    to_host(d_in, d_w, d_b);
+    REQUIRE(backward_data(d_out_l, w, d_in_l) == 0);
+    REQUIRE(backward_weights(d_out_l, in_l, d_w, d_b) == 0);
+    to_host(d_in_l, d_w, d_b);
+    const Buffer<float> d_in = result(d_in_l);
 
     // The reference formulas: the adjoint of the forward loop, as a scatter.
     Buffer<double> d_in_ref(s.W, s.H, s.CI, s.N), d_b_ref(s.CO);
@@ -156,6 +164,14 @@ TEST_CASE("conv2d: Winograd and direct forced", "[conv2d]") {
 
 TEST_CASE("conv2d: ResNet-18's 3x3 layers at their real shapes", "[conv2d_resnet]") {
     HLNET_CONV2D_RESNET_CASES(HLNET_CONV_RESNET_CASE)
+}
+
+// Activations NHWC (layout=nhwc).
+#define HLNET_CONV_NHWC_CASE(forward, backward_data, backward_weights, N, CI, CO, H, W, K, S, P, algorithm, layout) \
+    SECTION(#forward) { check_conv({N, CI, CO, H, W, K, S, P}, forward, backward_data, backward_weights, true, true); }
+
+TEST_CASE("conv2d: activations laid out NHWC", "[conv2d]") {
+    HLNET_CONV2D_NHWC_CASES(HLNET_CONV_NHWC_CASE)
 }
 
 #define HLNET_CONV_NO_BIAS_GRAD_CASE(backward_weights, N, CI, CO, H, W, K, S, P, bias_grad) \

@@ -38,6 +38,29 @@ Buffer<T> output_buffer(const std::vector<int> &shape) {
     return b;
 }
 
+// An (x, y, c, n) activation laid out NHWC (channels innermost), as a
+// pipeline built with layout=nhwc takes it; with `values`, theirs (marked
+// host-dirty), else zeros.
+inline Buffer<float> channels_last_buffer(const std::vector<int> &shape, const Buffer<float> *values = nullptr) {
+    Buffer<float> b(shape, {2, 0, 1, 3});
+    if (values) {
+        b.copy_from(*values);
+        b.set_host_dirty();
+    } else {
+        b.fill(0.0f);
+    }
+    return b;
+}
+
+// The same values in a dense buffer of the same shape (NCHW for an activation).
+inline Buffer<float> dense_copy(const Buffer<float> &b) {
+    std::vector<int> shape;
+    for (int i = 0; i < b.dimensions(); i++) shape.push_back(b.dim(i).extent());
+    Buffer<float> out(shape);
+    out.copy_from(b);
+    return out;
+}
+
 // Brings pipeline outputs back to the host; a no-op on the CPU target.
 template <typename... B>
 void to_host(B &...buffers) {
