@@ -33,9 +33,10 @@ enum class ConvAlgorithm { Auto, Direct, Winograd };
 // How the activations (input, output and their gradients) lie in memory; the
 // pipelines' (x, y, c, n) indexing is the same in both. NHWC (channels
 // innermost, the `layout=nhwc` GeneratorParam) lets the CPU schedules read
-// and write 16-channel vectors in place instead of repacking NCHW planes: the
-// Winograd passes 2-13% faster on resnet18's layers (docs/PERFORMANCE.md,
-// 2026-12-07, evening). The GPU schedules are written for NCHW.
+// and write 16-channel vectors in place instead of repacking NCHW planes: on
+// resnet18's layers most passes 2-17% faster, the 1x1 ones up to 30%, a few
+// slower (docs/PERFORMANCE.md, 2026-12-07, evening). No spec uses it yet. The
+// GPU schedules are written for NCHW.
 enum class Layout { NCHW, NHWC };
 
 // The caches the CPU schedules' chunks are sized for: Halide's target does
