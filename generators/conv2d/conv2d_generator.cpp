@@ -487,7 +487,7 @@ private:
             schedule_repack_cpu(src, CI);
             d_out_blocked.compute_at(d_out_level).vectorize(cb);
         }
-        if (stage_planes() && !channels_last()) {
+        if (stage_planes()) {
             copy_planes(input.in(), LoopLevel(partial, rj_inner));
             copy_planes(d_out_planes, d_out_level);
         }
@@ -528,7 +528,7 @@ private:
     // 3x3/2 7.8 / 5.2% faster, 128->256 2.3 / 3.8%, Winograd 64ch 3.6 / 3.2%,
     // 128ch 1.6 / 3.2%; at 6x6 (256->512) 2.7% slower.
     bool stage_planes() const {
-        return K > 1 && CI % 16 == 0 && W >= 12 && WO() * HO() >= registers().lanes;
+        return !channels_last() && K > 1 && CI % 16 == 0 && W >= 12 && WO() * HO() >= registers().lanes;
     }
     void copy_planes(Func planes, LoopLevel level) {
         Var xy{"xy"};
