@@ -113,12 +113,12 @@ void Conv2dBase<T>::schedule_winograd_input_cpu(Winograd &w, LoopLevel level, in
 // channel-blocked `tiles` (undefined where `out` interleaves several), chunks
 // of images in parallel (the caller split n into chunk and image). NHWC: a
 // vector copy of B channels at a time. NCHW: with whole blocks of 16
-// channels, a 16-channel x `vx`-pixel square is loaded as vectors along channels and stored as
-// vectors along x, transposed in registers; where rows are too short for
-// that (6x6, 3x3) the whole plane is the vector; otherwise vectors along x
-// (or the plane) with strided loads. (Scalar, this copy took two thirds of
-// the 7x7 stem.) Returns the parallel loop, at which per-chunk producers are
-// computed.
+// channels, a 16-channel x `vx`-pixel square is loaded as vectors along
+// channels and stored as vectors along x, transposed in registers; where rows
+// are too short for that (6x6, 3x3) the whole plane is the vector; otherwise
+// vectors along x (or the plane) with strided loads. (Scalar, this copy took
+// two thirds of the 7x7 stem.) Returns the parallel loop, at which per-chunk
+// producers are computed.
 template <typename T>
 Var Conv2dBase<T>::schedule_unblock_cpu(Func out, Var ch, Func tiles, int width, int height, int B, Var chunk,
                                         Var image) {
