@@ -21,12 +21,19 @@ public:
     GeneratorParam<int> N{"N", 1}, C{"C", 1}, H{"H", 1}, W{"W", 1};
     GeneratorParam<int> relu{"relu", 0, 0, 1}, residual{"residual", 0, 0, 1};
     GeneratorParam<int> split{"split", 0, 0, 1};  // the statistics are inputs, computed by the split's first part
+    GeneratorParam<Layout> layout{"layout", Layout::NCHW, layout_names()};
 
 protected:
     Var x{"x"}, y{"y"}, c{"c"}, n{"n"};
 
     int M() const { return int(N) * int(H) * int(W); }  // elements per channel
     std::vector<int> shape() const { return {W, H, C, N}; }
+    bool channels_last() const { return layout == Layout::NHWC; }
+    bool gpu() const { return this->get_target().has_gpu_feature(); }
+    template <typename Buf>
+    void pin(Buf &activation) const {
+        pin_activation(activation, shape(), channels_last());
+    }
     RDom over_channel(const char *name) const { return RDom(0, W, 0, H, 0, N, name); }
 
     // Per-channel sums over (x, y, n) of the values of e(x, y, c, n), all in
@@ -88,17 +95,29 @@ protected:
         return relu ? hlnet::relu(v) : v;
     }
 
-    void schedule_pointwise(Func f) {
-        if (this->get_target().has_gpu_feature()) {
+    // Returns the CPU's loop over planes (NCHW) or images (NHWC), for
+    // producers computed plane by plane or image by image.
+    Var schedule_pointwise(Func f) {
+        if (gpu()) {
             schedule_flat_gpu(f, {x, y, c, n});
-        } else {
-            schedule_pointwise_cpu(f, x, y, c, n, W, H);
+            return n;
         }
+        if (channels_last()) return schedule_pointwise_channels_last_cpu(f, x, y, c, n, C);
+        return schedule_pointwise_cpu(f, x, y, c, n, W, H);
     }
-    Func schedule_channel_sum(Func s) { return schedule_channel_sum_over_planes(s, c, W, N, this->get_target()); }
+    // Returns where the CPU walks one plane (NCHW) or image (NHWC) of the
+    // sum's input, for producers computed there.
+    LoopLevel schedule_channel_sum(Func s) {
+        if (gpu()) {
+            schedule_channel_sum_over_planes(s, c, W, N, this->get_target());
+            return LoopLevel::inlined();
+        }
+        if (channels_last()) return schedule_channel_sum_channels_last(s, c, C, N);
+        return LoopLevel(schedule_channel_sum_over_planes(s, c, W, N, this->get_target()), c);
+    }
 
     void schedule_vector(Func f) {
-        if (this->get_target().has_gpu_feature()) {
+        if (gpu()) {
             schedule_flat_gpu(f, {c}, 64);
         } else {
             f.compute_root();
@@ -122,7 +141,7 @@ public:
     }
 
     void schedule() {
-        pin_shape(input, shape());
+        pin(input);
         pin_shape(mean, {C});
         pin_shape(variance, {C});
         if (using_autoscheduler()) return;
@@ -175,12 +194,12 @@ public:
     }
 
     void schedule() {
-        pin_shape(input, shape());
+        pin(input);
         for (auto *v : {&gamma, &beta, &running_mean, &running_var}) pin_shape(*v, {C});
-        if (residual) pin_shape(*residual_in, shape());
+        if (residual) pin(*residual_in);
         if (split)
             for (auto *v : {given_mean, given_variance, given_unbiased}) pin_shape(*v, {C});
-        pin_shape(output, shape());
+        pin(output);
         for (auto *v : {&saved_mean, &saved_inv_std, &new_running_mean, &new_running_var}) pin_shape(*v, {C});
         if (using_autoscheduler()) return;
         if (!split) schedule_batch_moments();
@@ -216,10 +235,10 @@ public:
     }
 
     void schedule() {
-        pin_shape(input, shape());
+        pin(input);
         for (auto *v : {&gamma, &beta, &running_mean, &running_var}) pin_shape(*v, {C});
-        if (residual) pin_shape(*residual_in, shape());
-        pin_shape(output, shape());
+        if (residual) pin(*residual_in);
+        pin(output);
         if (using_autoscheduler()) return;
         schedule_vector(inv_std);
         schedule_pointwise(output);
@@ -284,14 +303,17 @@ protected:
         this->define_gradient_sums(*input, output ? Func(*output) : Func(), d_out, d_out_again, *saved_mean,
                                    *saved_inv_std, gamma ? Func(*gamma) : Func(), beta ? Func(*beta) : Func());
     }
-    // The max pool's gradient at this batch norm's output. On the CPU, plane
-    // by plane: each pooled value added at its argmax (a scatter of a quarter
-    // of the plane's pixels into it, in L1; the gather of max_pool_gradient
-    // took 8.4 of the 36 ms at 48x48 under the profiler, once per pass). On
-    // the GPU, the gather, one thread per pixel.
+    // The max pool's gradient at this batch norm's output. NCHW on the CPU,
+    // plane by plane: each pooled value added at its argmax (a scatter of a
+    // quarter of the plane's pixels into it, in L1; the gather of
+    // max_pool_gradient took 8.4 of the 36 ms at 48x48 under the profiler,
+    // once per pass, its loads strided along x). NHWC, and on the GPU: that
+    // gather, inlined, 16 channels a vector on the CPU (the stem's backward
+    // took 32.8 ms with the scatter image by image, against 26.8 NCHW).
+    bool pool_gradient_gathered() const { return this->gpu() || this->channels_last(); }
     void define_pool_gradient(Func f) {
         const std::vector<int> box = pooled_shape();
-        if (this->get_target().has_gpu_feature()) {
+        if (pool_gradient_gathered()) {
             Region outside = {{0, box[0]}, {0, box[1]}};
             Func d_pool = BoundaryConditions::constant_exterior(*pool_d_output, 0.0f, outside);
             Func argmax = BoundaryConditions::constant_exterior(*pool_argmax, -1, outside);
@@ -304,23 +326,24 @@ protected:
         }
     }
     void pin_gradient_inputs() {
-        pin_shape(*input, this->shape());
-        if (output) pin_shape(*output, this->shape());
-        if (d_output) pin_shape(*d_output, this->shape());
+        this->pin(*input);
+        if (output) this->pin(*output);
+        if (d_output) this->pin(*d_output);
         if (pooled()) {
-            pin_shape(*pool_d_output, pooled_shape());
-            pin_shape(*pool_argmax, pooled_shape());
+            pin_activation(*pool_d_output, pooled_shape(), this->channels_last());
+            pin_activation(*pool_argmax, pooled_shape(), this->channels_last());
         }
         for (auto *v : {gamma, beta, saved_mean, saved_inv_std})
             if (v) pin_shape(*v, {this->C});
     }
-    // The pool's gradient computed plane by plane inside the pass that reads
-    // it (CPU; inlined on the GPU): in the sums' partial sums, per channel
-    // of an image; in d_input, per plane.
-    void schedule_pool_gradient_at(Func f, Func consumer, Var plane) {
-        if (!pooled() || this->get_target().has_gpu_feature()) return;
-        f.compute_at(consumer, plane).vectorize(x, std::max(channel_block(this->W), 8), TailStrategy::GuardWithIf);
-        f.update().unscheduled();  // serial: two windows may share an argmax
+    // The pool's gradient scattered plane by plane inside the pass that
+    // reads it (NCHW on the CPU; inlined otherwise): `level` is where that
+    // pass walks one plane. The scatter stays serial: two windows may share
+    // an argmax.
+    void schedule_pool_gradient_at(Func f, LoopLevel level) {
+        if (!pooled() || pool_gradient_gathered()) return;
+        f.compute_at(level).vectorize(x, std::max(channel_block(this->W), 8), TailStrategy::GuardWithIf);
+        f.update().unscheduled();
     }
 
     GeneratorInput<Buffer<float, 4>> *input = nullptr, *output = nullptr, *d_output = nullptr, *pool_d_output = nullptr;
@@ -362,7 +385,7 @@ public:
 
     void schedule() {
         pin_gradient_inputs();
-        pin_shape(d_input, shape());
+        pin(d_input);
         if (split) {
             pin_shape(*mean_dz, {C});
             pin_shape(*mean_dz_xhat, {C});
@@ -370,25 +393,21 @@ public:
             pin_shape(*d_gamma, {C});
             pin_shape(*d_beta, {C});
         }
-        if (residual) pin_shape(*d_residual, shape());
+        if (residual) pin(*d_residual);
         if (using_autoscheduler()) return;
         if (!split) {
-            schedule_pool_gradient_at(pool_gradient, schedule_channel_sum(sums), c);
+            schedule_pool_gradient_at(pool_gradient, schedule_channel_sum(sums));
             schedule_vector(*d_beta);
             schedule_vector(*d_gamma);
         }
-        if (get_target().has_gpu_feature()) {
-            schedule_pointwise(d_input);
-            if (residual) schedule_pointwise(*d_residual);
-        } else {
-            Var plane = schedule_pointwise_cpu(d_input, x, y, c, n, W, H);
-            schedule_pool_gradient_at(pool_gradient_again, d_input, plane);
-            if (residual) {
-                // dz plane by plane right after d_input's: output and d_output
-                // come from cache instead of a second pass over memory.
-                schedule_pointwise_cpu(*d_residual, x, y, c, n, W, H);
-                d_residual->compute_with(d_input, plane);
-            }
+        const Var plane = schedule_pointwise(d_input);
+        schedule_pool_gradient_at(pool_gradient_again, LoopLevel(d_input, plane));
+        if (residual) {
+            schedule_pointwise(*d_residual);
+            // CPU: dz plane by plane (or image by image) right after d_input's:
+            // output and d_output come from cache instead of a second pass
+            // over memory.
+            if (!gpu()) d_residual->compute_with(d_input, plane);
         }
     }
 
@@ -417,7 +436,7 @@ public:
         pin_shape(d_gamma, {C});
         pin_shape(d_beta, {C});
         if (using_autoscheduler()) return;
-        schedule_pool_gradient_at(pool_gradient, schedule_channel_sum(sums), c);
+        schedule_pool_gradient_at(pool_gradient, schedule_channel_sum(sums));
         schedule_vector(d_beta);
         schedule_vector(d_gamma);
     }

@@ -2,6 +2,8 @@
 // most pipelines use. The contract these follow is docs/INTERNALS.md.
 #pragma once
 
+#include <map>
+#include <string>
 #include <vector>
 
 #include "Halide.h"
@@ -36,13 +38,26 @@ void pin_shape(Buf &buf, const std::vector<int> &extents, int free_estimate = 1)
     buf.set_estimates(estimates);
 }
 
+// How the activations (x, y, c, n) lie in memory, the `layout`
+// GeneratorParam of every pipeline that reads or writes them: NCHW (planes
+// dense) or NHWC (channels innermost). The pipelines' indexing is the same in
+// both; the CPU schedules follow the layout (vectors along x or along c).
+// The GPU schedules are written for NCHW.
+enum class Layout { NCHW, NHWC };
+inline const std::map<std::string, Layout> &layout_names() {
+    static const std::map<std::string, Layout> names{{"nchw", Layout::NCHW}, {"nhwc", Layout::NHWC}};
+    return names;
+}
+
 // Pins an activation (x, y, c, n) of extents (W, H, C, N), like pin_shape, in
-// NCHW (planes dense) or, with channels_last, NHWC (c innermost, stride 1).
+// NCHW or, with channels_last, NHWC: c stride 1, x stride C. Where C == 1 or
+// W == H == 1 the two are the same memory and both pin the dense strides, so
+// that the input pipeline's images and the pooled features need no layout.
 template <typename Buf>
 void pin_activation(Buf &buf, const std::vector<int> &extents, bool channels_last) {
     pin_shape(buf, extents);
-    if (!channels_last) return;
     const int W = extents[0], H = extents[1], C = extents[2];
+    if (!channels_last || C == 1 || W * H == 1) return;
     buf.dim(0).set_stride(C);
     buf.dim(1).set_stride(C * W);
     buf.dim(2).set_stride(1);
@@ -86,6 +101,25 @@ inline Var schedule_pointwise_cpu(Func f, Var x, Var y, Var c, Var n, int W, int
     f.compute_root().fuse(x, y, xy).fuse(c, n, cn).split(cn, task, cn, planes, TailStrategy::GuardWithIf).parallel(task);
     if (W * H >= 16) f.vectorize(xy, 16, TailStrategy::ShiftInwards);
     return cn;
+}
+
+// Vectors along the channels of an NHWC stage: a block of up to 16 that
+// divides C (none below 4: the tests' odd channel counts).
+inline void vectorize_channels(Stage s, Var c, int C) {
+    const int lanes = channel_block(C);
+    if (lanes < 4) return;
+    Var vectors{"vectors"};
+    s.split(c, vectors, c, lanes).vectorize(c);
+    if (C / lanes <= 8) s.unroll(vectors);
+}
+
+// CPU schedule for a 4-D pointwise Func laid out NHWC, of C channels: each
+// image's pixels in memory order, the channels as vectors, the images in
+// parallel. Returns the per-image loop, for producers computed image by image.
+inline Var schedule_pointwise_channels_last_cpu(Func f, Var x, Var y, Var c, Var n, int C) {
+    f.compute_root().reorder(c, x, y, n).parallel(n);
+    vectorize_channels(f, c, C);
+    return n;
 }
 
 // GPU schedule for a stage whose pure vars are `vars` (innermost first): all of
@@ -146,8 +180,9 @@ inline Func schedule_channel_sum_over_planes(Func s, Var c, int W, int N, const 
 // CPU schedule of the same per-channel sum over an NHWC tensor of C channels
 // (channels innermost): partial sums per chunk of images, the chunks in
 // parallel, each walking its pixels in memory order with the channels as
-// vectors; then the partials are added.
-inline void schedule_channel_sum_channels_last(Func s, Var c, int C, int N) {
+// vectors; then the partials are added. Returns the loop over a chunk's
+// images, for producers computed image by image.
+inline LoopLevel schedule_channel_sum_channels_last(Func s, Var c, int C, int N) {
     std::vector<RVar> r = s.rvars(0);  // (x, y, n)
     int chunks = std::min(N, 16);
     while (N % chunks) chunks--;
@@ -155,10 +190,11 @@ inline void schedule_channel_sum_channels_last(Func s, Var c, int C, int N) {
     RVar rno{"rno"}, rni{"rni"};
     s.update().split(r[2], rno, rni, N / chunks);
     Func partial = s.update().rfactor(rno, chunk);
-    const int lanes = channel_block(C);
-    partial.compute_root().vectorize(c, lanes).parallel(chunk);
-    partial.update().reorder(c, r[0], r[1], rni, chunk).vectorize(c, lanes).parallel(chunk);
-    s.compute_root().vectorize(c, lanes);
+    partial.compute_root().parallel(chunk);
+    partial.update().reorder(c, r[0], r[1], rni, chunk).parallel(chunk);
+    s.compute_root();
+    for (Stage stage : {Stage(partial), partial.update(), Stage(s)}) vectorize_channels(stage, c, C);
+    return LoopLevel(partial, rni);
 }
 
 // The gradient of a K x K max pool (stride S, padding P) at input pixel

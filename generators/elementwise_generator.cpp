@@ -9,16 +9,22 @@ template <typename T>
 class Pointwise : public Generator<T> {
 public:
     GeneratorParam<int> N{"N", 1}, C{"C", 1}, H{"H", 1}, W{"W", 1};
+    GeneratorParam<Layout> layout{"layout", Layout::NCHW, layout_names()};
 
 protected:
     Var x{"x"}, y{"y"}, c{"c"}, n{"n"};
 
-    std::vector<int> shape() const { return {W, H, C, N}; }
+    template <typename Buf>
+    void pin(Buf &activation) const {
+        pin_activation(activation, {W, H, C, N}, layout == Layout::NHWC);
+    }
 
     void schedule_output(Func out) {
         if (this->using_autoscheduler()) return;
         if (this->get_target().has_gpu_feature()) {
             schedule_flat_gpu(out, {x, y, c, n});
+        } else if (layout == Layout::NHWC) {
+            schedule_pointwise_channels_last_cpu(out, x, y, c, n, C);
         } else {
             schedule_pointwise_cpu(out, x, y, c, n, W, H);
         }
@@ -32,8 +38,8 @@ public:
 
     void generate() { output(x, y, c, n) = relu(input(x, y, c, n)); }
     void schedule() {
-        pin_shape(input, shape());
-        pin_shape(output, shape());
+        pin(input);
+        pin(output);
         schedule_output(output);
     }
 };
@@ -46,9 +52,9 @@ public:
 
     void generate() { d_input(x, y, c, n) = relu_grad(output(x, y, c, n), d_output(x, y, c, n)); }
     void schedule() {
-        pin_shape(output, shape());
-        pin_shape(d_output, shape());
-        pin_shape(d_input, shape());
+        pin(output);
+        pin(d_output);
+        pin(d_input);
         schedule_output(d_input);
     }
 };
@@ -62,9 +68,9 @@ public:
 
     void generate() { output(x, y, c, n) = a(x, y, c, n) + b(x, y, c, n); }
     void schedule() {
-        pin_shape(a, shape());
-        pin_shape(b, shape());
-        pin_shape(output, shape());
+        pin(a);
+        pin(b);
+        pin(output);
         schedule_output(output);
     }
 };

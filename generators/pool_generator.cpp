@@ -10,9 +10,12 @@ class MaxPoolBase : public Generator<T> {
 public:
     GeneratorParam<int> N{"N", 1}, C{"C", 1}, H{"H", 1}, W{"W", 1};
     GeneratorParam<int> K{"K", 3}, S{"S", 2}, P{"P", 1};
+    GeneratorParam<Layout> layout{"layout", Layout::NCHW, layout_names()};
 
 protected:
     Var x{"x"}, y{"y"}, c{"c"}, n{"n"};
+
+    bool channels_last() const { return layout == Layout::NHWC; }
 
     int WO() const { return window_out(W, K, S, P); }
     int HO() const { return window_out(H, K, S, P); }
@@ -42,9 +45,9 @@ public:
     }
 
     void schedule() {
-        pin_shape(input, input_shape());
-        pin_shape(output, output_shape());
-        pin_shape(argmax, output_shape());
+        pin_activation(input, input_shape(), channels_last());
+        pin_activation(output, output_shape(), channels_last());
+        pin_activation(argmax, output_shape(), channels_last());
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {
             // best is a (value, index) Tuple read by both outputs: computed
@@ -53,6 +56,18 @@ public:
             flat_gpu_loop(best.update(), {x, y, c, n});
             schedule_flat_gpu(output, {x, y, c, n});
             schedule_flat_gpu(argmax, {x, y, c, n});
+        } else if (channels_last()) {
+            // An output pixel's channels as vectors, its window's taps
+            // unrolled around them; both outputs in the same loops.
+            for (Func f : {Func(output), Func(argmax)}) {
+                f.reorder(c, x, y, n).parallel(n);
+                vectorize_channels(f, c, C);
+            }
+            argmax.compute_with(output, x);
+            best.compute_at(output, x);
+            best.update().reorder(c, r.x, r.y, x, y, n).unroll(r.x).unroll(r.y);
+            vectorize_channels(best, c, C);
+            vectorize_channels(best.update(), c, C);
         } else {
             // Both outputs walk the same loops (compute_with) and best is
             // computed plane by plane inside them: the input is read once and
@@ -98,12 +113,14 @@ public:
     }
 
     void schedule() {
-        pin_shape(d_output, output_shape());
-        pin_shape(argmax, output_shape());
-        pin_shape(d_input, input_shape());
+        pin_activation(d_output, output_shape(), channels_last());
+        pin_activation(argmax, output_shape(), channels_last());
+        pin_activation(d_input, input_shape(), channels_last());
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {
             schedule_flat_gpu(d_input, {x, y, c, n});
+        } else if (channels_last()) {
+            schedule_pointwise_channels_last_cpu(d_input, x, y, c, n, C);
         } else {
             Var cn{"cn"};
             d_input.compute_root().fuse(c, n, cn).parallel(cn);
@@ -120,9 +137,11 @@ template <typename T>
 class AvgPoolBase : public Generator<T> {
 public:
     GeneratorParam<int> N{"N", 1}, C{"C", 1}, H{"H", 1}, W{"W", 1};
+    GeneratorParam<Layout> layout{"layout", Layout::NCHW, layout_names()};
 
 protected:
     Var x{"x"}, y{"y"}, c{"c"}, n{"n"};
+    bool channels_last() const { return layout == Layout::NHWC; }
     float scale() const { return 1.0f / float(int(W) * int(H)); }  // d mean / d element
     std::vector<int> plane_shape() const { return {W, H, C, N}; }
     std::vector<int> pooled_shape() const { return {C, N}; }
@@ -141,7 +160,7 @@ public:
     }
 
     void schedule() {
-        pin_shape(input, plane_shape());
+        pin_activation(input, plane_shape(), channels_last());
         pin_shape(output, pooled_shape());
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {
@@ -149,6 +168,10 @@ public:
         } else {
             output.parallel(n);
             plane_sum.compute_at(output, n);
+            if (channels_last()) {  // the channels as vectors, the pixels in memory order
+                plane_sum.update().reorder(c, plane_sum.rvars(0)[0], plane_sum.rvars(0)[1]);
+                for (Stage s : {Stage(output), Stage(plane_sum), plane_sum.update()}) vectorize_channels(s, c, C);
+            }
         }
     }
 
@@ -165,10 +188,12 @@ public:
 
     void schedule() {
         pin_shape(d_output, pooled_shape());
-        pin_shape(d_input, plane_shape());
+        pin_activation(d_input, plane_shape(), channels_last());
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {
             schedule_flat_gpu(d_input, {x, y, c, n});
+        } else if (channels_last()) {
+            schedule_pointwise_channels_last_cpu(d_input, x, y, c, n, C);
         } else {
             schedule_pointwise_cpu(d_input, x, y, c, n, W, H);
         }

@@ -30,14 +30,10 @@ namespace hlnet {
 // Auto: Winograd where it is eligible and the manual CPU schedule is in use,
 // direct otherwise.
 enum class ConvAlgorithm { Auto, Direct, Winograd };
-// How the activations (input, output and their gradients) lie in memory; the
-// pipelines' (x, y, c, n) indexing is the same in both. NHWC (channels
-// innermost, the `layout=nhwc` GeneratorParam) lets the CPU schedules read
-// and write 16-channel vectors in place instead of repacking NCHW planes: on
-// resnet18's layers most passes 2-17% faster, the 1x1 ones up to 30%, a few
-// slower (docs/PERFORMANCE.md, 2026-12-07, evening). No spec uses it yet. The
-// GPU schedules are written for NCHW.
-enum class Layout { NCHW, NHWC };
+// The activations' layout (Layout, common.h): NHWC lets the CPU schedules
+// read and write 16-channel vectors in place instead of repacking NCHW
+// planes: on resnet18's layers most passes 2-17% faster, the 1x1 ones up to
+// 30%, a few slower (docs/PERFORMANCE.md, 2026-12-07, evening).
 
 // The caches the CPU schedules' chunks are sized for: Halide's target does
 // not describe caches, so the small end of today's cores (docs/INTERNALS.md).
@@ -55,7 +51,7 @@ public:
                                             {{"auto", ConvAlgorithm::Auto},
                                              {"direct", ConvAlgorithm::Direct},
                                              {"winograd", ConvAlgorithm::Winograd}}};
-    GeneratorParam<Layout> layout{"layout", Layout::NCHW, {{"nchw", Layout::NCHW}, {"nhwc", Layout::NHWC}}};
+    GeneratorParam<Layout> layout{"layout", Layout::NCHW, layout_names()};
 
 protected:
     Var x{"x"}, y{"y"}, c{"c"}, n{"n"}, cb{"cb"}, kb{"kb"};

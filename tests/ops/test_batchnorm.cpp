@@ -184,6 +184,15 @@ TEST_CASE("batchnorm: train (running statistics in place), eval, backward", "[ba
     HLNET_BATCHNORM_CASES(HLNET_BN_CASE)
 }
 
+// Built with layout=nhwc: every 4-D argument goes in and comes back NHWC.
+#define HLNET_BN_NHWC_CASE(train, eval, backward, N, C, H, W, RELU, RESIDUAL, layout)                   \
+    SECTION(#train) {                                                                                  \
+        check_batchnorm<RELU, RESIDUAL>({N, C, H, W, RELU, RESIDUAL}, channels_last_call(train),         \
+                                        channels_last_call(eval), channels_last_call(backward));         \
+    }
+
+TEST_CASE("batchnorm: train, eval, backward, NHWC", "[batchnorm]") { HLNET_BATCHNORM_NHWC_CASES(HLNET_BN_NHWC_CASE) }
+
 namespace {
 
 // The buffer as an argument when the flag is on, else no argument.
@@ -305,6 +314,15 @@ TEST_CASE("batchnorm split form: moments, train given them, backward sums, backw
     HLNET_BATCHNORM_SPLIT_CASES(HLNET_BN_SPLIT_CASE)
 }
 
+#define HLNET_BN_SPLIT_NHWC_CASE(moments, train, sums, backward, N, C, H, W, RELU, RESIDUAL, SPLIT, layout)    \
+    SECTION(#train) {                                                                                      \
+        check_batchnorm_split<RELU, RESIDUAL>({N, C, H, W, RELU, RESIDUAL}, channels_last_call(moments),     \
+                                              channels_last_call(train), channels_last_call(sums),           \
+                                              channels_last_call(backward));                                 \
+    }
+
+TEST_CASE("batchnorm split form, NHWC", "[batchnorm]") { HLNET_BATCHNORM_SPLIT_NHWC_CASES(HLNET_BN_SPLIT_NHWC_CASE) }
+
 namespace {
 
 // pool_k > 0: the batch norm's backward computes the gradient of the max pool
@@ -367,4 +385,13 @@ void check_batchnorm_pool(const BnShape s, int K, int S, int P, Backward backwar
 
 TEST_CASE("batchnorm backward through the max pool after it", "[batchnorm]") {
     HLNET_BATCHNORM_POOL_CASES(HLNET_BN_POOL_CASE)
+}
+
+#define HLNET_BN_POOL_NHWC_CASE(backward, N, C, H, W, RELU, RESIDUAL, K, S, P, layout) \
+    SECTION(#backward) {                                                                \
+        check_batchnorm_pool<RELU>({N, C, H, W, RELU, RESIDUAL}, K, S, P, channels_last_call(backward)); \
+    }
+
+TEST_CASE("batchnorm backward through the max pool after it, NHWC", "[batchnorm]") {
+    HLNET_BATCHNORM_POOL_NHWC_CASES(HLNET_BN_POOL_NHWC_CASE)
 }

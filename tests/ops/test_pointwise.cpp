@@ -43,3 +43,11 @@ void check_pointwise(std::vector<int> shape, ReluForward relu_forward, ReluBackw
     SECTION(#add) { check_pointwise({W, H, C, N}, relu_forward, relu_backward, add); }
 
 TEST_CASE("relu forward/backward and add", "[pointwise]") { HLNET_POINTWISE_CASES(HLNET_POINTWISE_CASE) }
+
+#define HLNET_POINTWISE_NHWC_CASE(relu_forward, relu_backward, add, N, C, H, W, layout)                   \
+    SECTION(#add) {                                                                                     \
+        check_pointwise({W, H, C, N}, channels_last_call(relu_forward), channels_last_call(relu_backward), \
+                        channels_last_call(add));                                                       \
+    }
+
+TEST_CASE("relu forward/backward and add, NHWC", "[pointwise]") { HLNET_POINTWISE_NHWC_CASES(HLNET_POINTWISE_NHWC_CASE) }

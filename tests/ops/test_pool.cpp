@@ -125,3 +125,11 @@ void check_avgpool(int N, int C, int H, int W, Forward forward, Backward backwar
 
 TEST_CASE("maxpool forward (argmax, ties) and backward gather", "[maxpool]") { HLNET_MAXPOOL_CASES(HLNET_MAXPOOL_CASE) }
 TEST_CASE("global average pool forward and backward", "[avgpool]") { HLNET_AVGPOOL_CASES(HLNET_AVGPOOL_CASE) }
+
+#define HLNET_MAXPOOL_NHWC_CASE(forward, backward, N, C, H, W, K, S, P, layout) \
+    SECTION(#forward) { check_maxpool({N, C, H, W, K, S, P}, channels_last_call(forward), channels_last_call(backward)); }
+#define HLNET_AVGPOOL_NHWC_CASE(forward, backward, N, C, H, W, layout) \
+    SECTION(#forward) { check_avgpool(N, C, H, W, channels_last_call(forward), channels_last_call(backward)); }
+
+TEST_CASE("maxpool forward and backward, NHWC", "[maxpool]") { HLNET_MAXPOOL_NHWC_CASES(HLNET_MAXPOOL_NHWC_CASE) }
+TEST_CASE("global average pool forward and backward, NHWC", "[avgpool]") { HLNET_AVGPOOL_NHWC_CASES(HLNET_AVGPOOL_NHWC_CASE) }

@@ -8,6 +8,8 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -38,18 +40,58 @@ Buffer<T> output_buffer(const std::vector<int> &shape) {
     return b;
 }
 
-// An (x, y, c, n) activation laid out NHWC (channels innermost), as a
-// pipeline built with layout=nhwc takes it; with `values`, theirs (marked
-// host-dirty), else zeros.
-inline Buffer<float> channels_last_buffer(const std::vector<int> &shape, const Buffer<float> *values = nullptr) {
-    Buffer<float> b(shape, {2, 0, 1, 3});
+// An (x, y, c, n) activation as a pipeline built with layout=nhwc takes it:
+// channels innermost, except where C == 1 or W == H == 1, whose two layouts
+// are the same memory and keep the dense strides (pin_activation). With
+// `values`, theirs (marked host-dirty), else zeros.
+template <typename T = float>
+Buffer<T> channels_last_buffer(const std::vector<int> &shape, const Buffer<T> *values = nullptr) {
+    const bool strided = shape.size() == 4 && shape[2] > 1 && shape[0] * shape[1] > 1;
+    Buffer<T> b = strided ? Buffer<T>(shape, {2, 0, 1, 3}) : Buffer<T>(shape);
     if (values) {
         b.copy_from(*values);
         b.set_host_dirty();
     } else {
-        b.fill(0.0f);
+        b.fill(T(0));
     }
     return b;
+}
+
+// Calls a pipeline built with layout=nhwc with the dense buffers (or raw
+// halide_buffer_t pointers) that a test for NCHW passes it: every 4-D
+// argument goes in as an NHWC copy, and comes back into the test's buffer
+// afterwards (the inputs unchanged).
+template <typename Pipeline>
+auto channels_last_call(Pipeline pipeline) {
+    return [pipeline](auto &&...args) {
+        auto view = [](auto &arg) {
+            if constexpr (std::is_pointer_v<std::remove_reference_t<decltype(arg)>>) {
+                return Buffer<void>(*arg);
+            } else {
+                return Buffer<void>(arg);
+            }
+        };
+        auto stage = [](const Buffer<void> &b) {
+            std::vector<int> shape;
+            for (int i = 0; i < b.dimensions(); i++) shape.push_back(b.dim(i).extent());
+            if (b.dimensions() != 4 || shape[2] == 1 || shape[0] * shape[1] == 1) return b;  // the same memory
+            Buffer<void> copy(b.type(), shape, {2, 0, 1, 3});
+            copy.copy_from(b);
+            copy.set_host_dirty();
+            return copy;
+        };
+        auto dense = std::make_tuple(view(args)...);
+        auto staged = std::apply([&](auto &...b) { return std::make_tuple(stage(b)...); }, dense);
+        const int rc = std::apply([&](auto &...b) { return pipeline(b.raw_buffer()...); }, staged);
+        auto copy_back = [](Buffer<void> &to, Buffer<void> &from) {
+            if (to.data() == from.data()) return;
+            from.copy_to_host();
+            to.copy_from(from);
+        };
+        std::apply([&](auto &...to) { std::apply([&](auto &...from) { (copy_back(to, from), ...); }, staged); },
+                   dense);
+        return rc;
+    };
 }
 
 // The same values in a dense buffer of the same shape (NCHW for an activation).
