@@ -34,6 +34,7 @@
 #include "graph_api.h"
 #include "idx.h"
 #include "scratch_pool.h"
+#include "tensor_view.h"
 #include "trainer.h"
 #if defined(HLNET_CUDNN)
 #include "cudnn_baseline.h"
@@ -68,7 +69,14 @@ void flush_caches() {
 
 Buffer<void> make_buffer(const hlnet::PipelineArg &arg) {
     std::vector<int> extents(arg.extents, arg.extents + arg.rank);
-    return Buffer<void>(arg.type, extents);
+    if (!arg.channels_last) return Buffer<void>(arg.type, extents);
+    int strides[4];
+    hlnet::channels_last_strides(arg.extents, strides);
+    std::vector<halide_dimension_t> dims;
+    for (int i = 0; i < 4; i++) dims.push_back(halide_dimension_t(0, arg.extents[i], strides[i]));
+    Buffer<void> b(arg.type, nullptr, 4, dims.data());
+    b.allocate();
+    return b;
 }
 
 // Uniform values in [low, high); integers in [low, high - 1].

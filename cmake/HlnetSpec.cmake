@@ -58,7 +58,7 @@ function(hlnet_add_spec spec)
   set(out ${CMAKE_BINARY_DIR}/${name})
   set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${spec} ${hlnet_specc_sources})
 
-  execute_process(COMMAND ${HLNET_SPECC} emit ${spec} --out ${out} --ranks ${HLNET_RANKS}
+  execute_process(COMMAND ${HLNET_SPECC} emit ${spec} --out ${out} --ranks ${HLNET_RANKS} --layout ${HLNET_LAYOUT}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE specc_out ERROR_VARIABLE specc_err)
   if(NOT rc EQUAL 0)
     string(STRIP "${specc_err}" specc_err)

@@ -164,6 +164,7 @@ struct PipelineArg {
     // Inputs are drawn uniformly from [low, high): indices, labels and arg-max
     // positions must be in range, variances positive.
     double low, high;
+    bool channels_last = false;  // an activation laid out NHWC (TensorView::bind)
 };
 
 struct PipelineInfo {

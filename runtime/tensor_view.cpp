@@ -6,7 +6,7 @@
 namespace hlnet {
 
 void TensorView::bind(halide_buffer_t *arena, int64_t offset_bytes, halide_type_t type,
-                      std::initializer_list<int> extents) {
+                      std::initializer_list<int> extents, bool channels_last) {
     const int rank = static_cast<int>(extents.size());
     if (rank < 1 || rank > kMaxRank) {
         std::fprintf(stderr, "hlnet: internal error: view of rank %d\n", rank);
@@ -17,6 +17,12 @@ void TensorView::bind(halide_buffer_t *arena, int64_t offset_bytes, halide_type_
     for (int extent : extents) {
         dims_[d++] = halide_dimension_t(0, extent, stride);
         stride *= extent;
+    }
+    if (channels_last && rank == 4) {
+        const int whcn[4] = {dims_[0].extent, dims_[1].extent, dims_[2].extent, dims_[3].extent};
+        int strides[4];
+        channels_last_strides(whcn, strides);
+        for (int i = 0; i < 4; i++) dims_[i].stride = strides[i];
     }
     const int64_t bytes = int64_t(stride) * type.bytes();
     const int64_t arena_bytes = int64_t(arena->dim[0].extent) * arena->type.bytes();
@@ -47,6 +53,15 @@ void TensorView::bind(halide_buffer_t *arena, int64_t offset_bytes, halide_type_
         buf_.device = crop_.device;
         buf_.device_interface = crop_.device_interface;
     }
+}
+
+void channels_last_strides(const int extents[4], int strides[4]) {
+    const int W = extents[0], H = extents[1], C = extents[2];
+    const bool same = C == 1 || W * H == 1;
+    strides[0] = same ? 1 : C;
+    strides[1] = same ? W : C * W;
+    strides[2] = same ? W * H : 1;
+    strides[3] = C * W * H;
 }
 
 TensorView::~TensorView() {

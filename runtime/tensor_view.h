@@ -20,9 +20,11 @@ public:
     TensorView &operator=(const TensorView &) = delete;
 
     // View `extents` (Halide order: innermost first, densely packed) of `type`,
-    // starting `offset_bytes` into the 1-D `arena`. Call once.
+    // starting `offset_bytes` into the 1-D `arena`. Call once. With
+    // `channels_last`, an (x, y, c, n) activation laid out NHWC (dense
+    // strides where C == 1 or W == H == 1, as the pipelines pin them).
     void bind(halide_buffer_t *arena, int64_t offset_bytes, halide_type_t type,
-              std::initializer_list<int> extents);
+              std::initializer_list<int> extents, bool channels_last = false);
 
     halide_buffer_t *get() { return &buf_; }
     int64_t elements() const;
@@ -37,5 +39,11 @@ private:
 
 inline halide_type_t f32() { return halide_type_t(halide_type_float, 32); }
 inline halide_type_t i32() { return halide_type_t(halide_type_int, 32); }
+
+// The strides of an (x, y, c, n) activation of `extents` laid out NHWC:
+// channels innermost, except where C == 1 or W == H == 1, whose two layouts
+// are the same memory and keep the dense strides (generators/common.h,
+// pin_activation).
+void channels_last_strides(const int extents[4], int strides[4]);
 
 }  // namespace hlnet

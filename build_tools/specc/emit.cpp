@@ -59,6 +59,7 @@ std::string render_pipelines_cmake(const Compiled &c) {
     for (const Pipeline &p : c.program.pipelines()) {
         text += "hlnet_pipeline(" + p.library() + " " + p.generator;
         for (const auto &[key, value] : p.params) text += " " + key + "=" + std::to_string(value);
+        if (p.channels_last) text += " layout=nhwc";
         text += ")\n";
     }
     return text;
@@ -86,6 +87,12 @@ const char *init_name(Init init) {
     case Init::Ones: return "Init::Ones";
     }
     return "?";
+}
+
+// Whether a view of `t` with `extents` is an (x, y, c, n) activation laid out
+// NHWC: every 4-D view of the activation arena in a build for that layout.
+bool channels_last(const Program &program, const Tensor &t, const std::vector<int> &extents) {
+    return program.channels_last && t.arena == Arena::Activations && extents.size() == 4;
 }
 
 // Every (tensor, extents) view the step code uses, each one member of Graph::Views.
@@ -127,7 +134,8 @@ public:
         for (const auto &key : order_) {
             const Tensor &t = program_.tensors[key.first];
             text += "    v." + members_.at(key) + ".bind(arenas." + arena_field(t.arena) + ", " + std::to_string(t.offset) +
-                    ", " + (t.type == DType::F32 ? "f32()" : "i32()") + ", {" + join(strings(key.second), ", ") + "});\n";
+                    ", " + (t.type == DType::F32 ? "f32()" : "i32()") + ", {" + join(strings(key.second), ", ") + "}" +
+                    (channels_last(program_, t, key.second) ? ", true" : "") + ");\n";
         }
         return text;
     }
@@ -297,11 +305,13 @@ double pipeline_flops(const Pipeline &p) {
 }
 
 // One PipelineArg initializer (runtime/graph_api.h) for a buffer argument.
-std::string pipeline_arg(const char *type, const std::vector<int> &extents, bool output, double low, double high) {
+std::string pipeline_arg(const char *type, const std::vector<int> &extents, bool output, double low, double high,
+                         bool channels_last = false) {
     std::vector<std::string> dims = strings(extents);
     while (dims.size() < 4) dims.push_back("0");
     return std::string("{") + type + ", " + std::to_string(extents.size()) + ", {" + join(dims, ", ") + "}, " +
-           (output ? "true" : "false") + ", " + fixed(low, 1) + ", " + fixed(high, 1) + "}";
+           (output ? "true" : "false") + ", " + fixed(low, 1) + ", " + fixed(high, 1) +
+           (channels_last ? ", true" : "") + "}";
 }
 
 // kPipelineInfos: what NAME_pipelines_bench needs to call every distinct
@@ -346,7 +356,8 @@ std::string pipeline_infos(const Compiled &c) {
                            t.name.find("inv_std") != std::string::npos) {
                     low = 0.5, high = 1.5;
                 }
-                args.push_back(pipeline_arg(t.type == DType::F32 ? f32 : i32, arg.extents, arg.output, low, high));
+                args.push_back(pipeline_arg(t.type == DType::F32 ? f32 : i32, arg.extents, arg.output, low, high,
+                                            channels_last(p, t, arg.extents)));
                 double elements = 1;
                 for (int e : arg.extents) elements *= e;
                 bytes += 4 * elements;

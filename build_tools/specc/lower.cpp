@@ -23,6 +23,7 @@ std::string Pipeline::library() const {
         for (char c : key) name += char(std::tolower(static_cast<unsigned char>(c)));
         name += std::to_string(value);
     }
+    if (channels_last) name += "_layoutnhwc";
     return name;
 }
 
@@ -84,6 +85,7 @@ public:
     Lowering(const Graph &graph, const Spec &spec) : graph_(graph), spec_(spec) {}
 
     Program run() {
+        program_.channels_last = spec_.channels_last;
         fuse_batchnorm();     // BN[+add][+relu] → one batchnorm instance
         place_parameters();   // params and states arenas: node order, 64-float aligned
         schedule_forward();   // input pipeline, one call per step (BN: train and eval), loss
@@ -177,11 +179,19 @@ private:
 
     void call(Phase phase, int node, Pipeline pipeline, std::vector<Arg> args) {
         if (phase != Phase::Eval) step_++;
+        pipeline.channels_last = spec_.channels_last && takes_activations(pipeline.generator);
         program_.calls.push_back(Call{phase, step_, graph_.nodes[node].name, std::move(pipeline), std::move(args), ""});
     }
     void hook(Phase phase, int node, const char *method, std::vector<Arg> args) {
         call(phase, node, {}, std::move(args));
         program_.calls.back().hook = method;
+    }
+
+    // Whether a generator reads or writes (x, y, c, n) activations, and so has a `layout`.
+    static bool takes_activations(const std::string &generator) {
+        for (const char *prefix : {"conv2d_", "batchnorm_", "maxpool_", "avgpool_", "relu_", "add"})
+            if (generator.rfind(prefix, 0) == 0) return true;
+        return false;
     }
 
     // A build for several ranks runs each batch norm in two parts around the

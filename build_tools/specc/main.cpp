@@ -1,7 +1,8 @@
 // specc: compiles a model spec (docs/SPEC.md) into its pipelines and step code.
 //
-//   specc emit SPEC --out DIR [--ranks N]              pipelines.cmake, NAME_graph.cpp/.json, NAME_summary.txt
-//                                                      (for N data-parallel processes: batch / N each)
+//   specc emit SPEC --out DIR [--ranks N] [--layout nchw|nhwc]
+//                     pipelines.cmake, NAME_graph.cpp/.json, NAME_summary.txt
+//                     (for N data-parallel processes: batch / N each; activations NCHW or NHWC)
 //   specc summary SPEC [--batch N] [--input CxHxW]     the layer table
 //
 // Exit codes: 0 done; 1 usage or I/O problem; 2 bad spec (one line on stderr:
@@ -27,7 +28,7 @@ struct UsageError : std::runtime_error {
 };
 
 const char *const kUsage =
-    "usage: specc emit SPEC --out DIR [--ranks N]\n"
+    "usage: specc emit SPEC --out DIR [--ranks N] [--layout nchw|nhwc]\n"
     "       specc summary SPEC [--batch N] [--input CxHxW]\n";
 
 std::string read_file(const std::string &path) {
@@ -93,6 +94,9 @@ int run(int argc, char **argv) {
         const std::string value = argv[++i];
         if (option == "--out" && command == "emit") out_dir = value;
         else if (option == "--ranks" && command == "emit") overrides.ranks = positive(value, option);
+        else if (option == "--layout" && command == "emit" && (value == "nchw" || value == "nhwc"))
+            overrides.channels_last = value == "nhwc";
+        else if (option == "--layout" && command == "emit") throw UsageError("--layout must be nchw or nhwc, not " + value);
         else if (option == "--batch" && command == "summary") overrides.batch = positive(value, option);
         else if (option == "--input" && command == "summary") overrides = parse_input(value, overrides);
         else throw UsageError("unknown option " + option + " for " + command);

@@ -39,6 +39,7 @@ struct Tensor {
 struct Pipeline {
     std::string generator;
     std::vector<std::pair<std::string, int64_t>> params;  // docs/INTERNALS.md order
+    bool channels_last = false;  // layout=nhwc, after the params
     std::string library() const;  // "conv2d_forward_n32_ci1_co8_h28_w28_k7_s2_p3"
 };
 
@@ -80,6 +81,7 @@ struct Program {
     int64_t activation_bytes = 0;          // planned arena size (peak)
     int64_t unplanned_bytes = 0;           // every activation-arena tensor in its own place
     int64_t live_bytes = 0;                // most bytes live at one step: no plan can do better
+    bool channels_last = false;            // every 4-D activation view NHWC (the pipelines' layout=nhwc)
 
     std::vector<Pipeline> pipelines() const;  // distinct, in first-use order
 };

@@ -44,6 +44,7 @@ struct Spec {
     int channels = 0, height = 0, width = 0;  // network input, after resize
     int batch = 0;                            // per rank: the spec's batch / ranks
     int ranks = 1;                            // data-parallel processes (specc::Overrides::ranks)
+    bool channels_last = false;               // NHWC activations (specc::Overrides::channels_last)
     int classes = 0;
     std::vector<Layer> layers;
     Training training;

@@ -37,6 +37,7 @@ Compiled compile(const std::string &text, const Overrides &overrides) {
     apply_overrides(document, overrides);   // --batch, --input
     c.spec = read_spec(document);           // every key known, every value typed and in range
     split_batch(c.spec, overrides.ranks);   // the global batch → each rank's
+    c.spec.channels_last = overrides.channels_last;
     c.graph = expand_macros(c.spec);        // stages → blocks → primitive nodes "<block>.<sub>"
     resolve_inputs(c.graph);                // input names → node indices
     sort_topologically(c.graph);            // DAG order; a cycle is an error

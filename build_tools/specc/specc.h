@@ -18,6 +18,9 @@ struct Overrides {
     // Data-parallel processes the build is for (CMake's HLNET_RANKS): the
     // spec's batch is the global one, and the pipelines take batch / ranks.
     int ranks = 1;
+    // How the activations lie in memory (CMake's HLNET_LAYOUT): false NCHW,
+    // true NHWC (channels innermost), for every pipeline that takes them.
+    bool channels_last = false;
 };
 
 struct Compiled {

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The tiny trainer of a GPU-schedule build (OpenCL on PoCL, or CUDA) against the CPU build.
+"""The tiny trainer of another build (GPU schedules, aarch64, the other activation layout) against a CPU build's.
 
 usage: matches_cpu.py CPU_TRAINER OTHER_TRAINER DATA_DIR
 

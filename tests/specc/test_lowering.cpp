@@ -286,3 +286,29 @@ TEST_CASE("a build for several ranks runs each batch norm in two parts around th
     CHECK(cpp.rfind("batchnorm_backward_sums_n16_c8_h14_w14_relu1_residual0_pool_k3_pool_s2_pool_p1(", hook) != std::string::npos);
     CHECK(cpp.find("batchnorm_backward_n16_c8_h14_w14_relu1_residual0_split1_pool_k3_pool_s2_pool_p1(", hook) > note);
 }
+
+TEST_CASE("an NHWC build: layout=nhwc on every pipeline of activations, and their 4-D views strided so") {
+    Overrides nhwc;
+    nhwc.channels_last = true;
+    const Compiled c = compile_spec("tiny", nhwc);
+    std::set<std::string> with, without;
+    for (const Pipeline &pipeline : c.program.pipelines())
+        (pipeline.channels_last ? with : without).insert(pipeline.generator);
+    CHECK(without == std::set<std::string>{"input_pipeline", "softmax_cross_entropy", "dense_forward", "dense_backward",
+                                           "sgd_update"});
+    for (const char *g : {"conv2d_forward", "conv2d_backward_data", "conv2d_backward_weights", "batchnorm_train",
+                          "batchnorm_eval", "batchnorm_backward", "maxpool_forward", "avgpool_forward", "add"})
+        CHECK(with.count(g) == 1);
+
+    const auto files = render_files(c);
+    CHECK(contains(files[0].second, "conv2d_forward_n32_ci1_co8_h28_w28_k7_s2_p3_layoutnhwc conv2d_forward N=32 CI=1 "
+                                    "CO=8 H=28 W=28 K=7 S=2 P=3 layout=nhwc)"));
+    const std::string &cpp = files[1].second;
+    CHECK(contains(cpp, "v.a_conv1.bind(arenas.activations, 0, f32(), {14, 14, 8, 32}, true);"));
+    CHECK(contains(cpp, ".bind(arenas.params, 0, f32(), {7, 7, 1, 8});"));  // weights stay OIHW
+    CHECK(!contains(cpp, "{8, 32}, true)"));  // the pooled features: 2-D
+    // The NCHW build names no layout.
+    const Compiled nchw = compile_spec("tiny");
+    for (const Pipeline &pipeline : nchw.program.pipelines()) CHECK(!pipeline.channels_last);
+    CHECK(!contains(render_files(nchw)[1].second, ", true);"));
+}
