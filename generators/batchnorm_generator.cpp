@@ -105,15 +105,15 @@ protected:
         if (channels_last()) return schedule_pointwise_channels_last_cpu(f, x, y, c, n, C);
         return schedule_pointwise_cpu(f, x, y, c, n, W, H);
     }
-    // Returns where the CPU walks one plane (NCHW) or image (NHWC) of the
-    // sum's input, for producers computed there.
+    // Returns where the NCHW CPU schedule walks one plane of the sum's input,
+    // for producers computed there (else inlined).
     LoopLevel schedule_channel_sum(Func s) {
-        if (gpu()) {
-            schedule_channel_sum_over_planes(s, c, W, N, this->get_target());
+        if (channels_last() && !gpu()) {
+            schedule_channel_sum_channels_last(s, c, C, N);
             return LoopLevel::inlined();
         }
-        if (channels_last()) return schedule_channel_sum_channels_last(s, c, C, N);
-        return LoopLevel(schedule_channel_sum_over_planes(s, c, W, N, this->get_target()), c);
+        Func partial = schedule_channel_sum_over_planes(s, c, W, N, this->get_target());
+        return partial.defined() ? LoopLevel(partial, c) : LoopLevel::inlined();
     }
 
     void schedule_vector(Func f) {

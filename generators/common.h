@@ -180,9 +180,8 @@ inline Func schedule_channel_sum_over_planes(Func s, Var c, int W, int N, const 
 // CPU schedule of the same per-channel sum over an NHWC tensor of C channels
 // (channels innermost): partial sums per chunk of images, the chunks in
 // parallel, each walking its pixels in memory order with the channels as
-// vectors; then the partials are added. Returns the loop over a chunk's
-// images, for producers computed image by image.
-inline LoopLevel schedule_channel_sum_channels_last(Func s, Var c, int C, int N) {
+// vectors; then the partials are added.
+inline void schedule_channel_sum_channels_last(Func s, Var c, int C, int N) {
     std::vector<RVar> r = s.rvars(0);  // (x, y, n)
     int chunks = std::min(N, 16);
     while (N % chunks) chunks--;
@@ -194,7 +193,6 @@ inline LoopLevel schedule_channel_sum_channels_last(Func s, Var c, int C, int N)
     partial.update().reorder(c, r[0], r[1], rni, chunk).parallel(chunk);
     s.compute_root();
     for (Stage stage : {Stage(partial), partial.update(), Stage(s)}) vectorize_channels(stage, c, C);
-    return LoopLevel(partial, rni);
 }
 
 // The gradient of a K x K max pool (stride S, padding P) at input pixel
