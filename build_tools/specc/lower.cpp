@@ -85,7 +85,7 @@ public:
     Lowering(const Graph &graph, const Spec &spec) : graph_(graph), spec_(spec) {}
 
     Program run() {
-        program_.channels_last = spec_.channels_last;
+        program_.channels_last = spec_.channels_last && !flattens_channels_and_pixels();
         fuse_batchnorm();     // BN[+add][+relu] → one batchnorm instance
         place_parameters();   // params and states arenas: node order, 64-float aligned
         schedule_forward();   // input pipeline, one call per step (BN: train and eval), loss
@@ -179,12 +179,24 @@ private:
 
     void call(Phase phase, int node, Pipeline pipeline, std::vector<Arg> args) {
         if (phase != Phase::Eval) step_++;
-        pipeline.channels_last = spec_.channels_last && takes_activations(pipeline.generator);
+        pipeline.channels_last = program_.channels_last && takes_activations(pipeline.generator);
         program_.calls.push_back(Call{phase, step_, graph_.nodes[node].name, std::move(pipeline), std::move(args), ""});
     }
     void hook(Phase phase, int node, const char *method, std::vector<Arg> args) {
         call(phase, node, {}, std::move(args));
         program_.calls.back().hook = method;
+    }
+
+    // Whether a dense layer flattens a tensor of several channels and pixels:
+    // its features are in [C, H, W] order (PyTorch's), which NHWC memory is
+    // not, so such a model keeps its activations NCHW in any build.
+    bool flattens_channels_and_pixels() const {
+        for (const Node &node : graph_.nodes) {
+            if (node.op != Op::Dense) continue;
+            const Dims d = dims(shape(node.inputs[0]));
+            if (d.c > 1 && d.h * d.w > 1) return true;
+        }
+        return false;
     }
 
     // Whether a generator reads or writes (x, y, c, n) activations, and so has a `layout`.

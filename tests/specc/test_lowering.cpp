@@ -312,3 +312,17 @@ TEST_CASE("an NHWC build: layout=nhwc on every pipeline of activations, and thei
     for (const Pipeline &pipeline : nchw.program.pipelines()) CHECK(!pipeline.channels_last);
     CHECK(!contains(render_files(nchw)[1].second, ", true);"));
 }
+
+TEST_CASE("a dense layer that flattens channels and pixels keeps an NHWC build's activations NCHW") {
+    json spec = specc_test::spec_json("tiny");
+    auto &layers = spec["layers"];
+    // fc straight after stage3: [N, 32, 2, 2] flattened.
+    for (size_t i = 0; i < layers.size(); i++)
+        if (layers[i].value("op", "") == "global_avgpool" || layers[i].value("name", "") == "stage4") layers.erase(i--);
+    Overrides nhwc;
+    nhwc.channels_last = true;
+    const Compiled c = compile(spec.dump(), nhwc);
+    CHECK(c.graph.nodes[c.graph.find("fc")].shape == Shape{32, 10});
+    CHECK(!c.program.channels_last);
+    for (const Pipeline &pipeline : c.program.pipelines()) CHECK(!pipeline.channels_last);
+}
