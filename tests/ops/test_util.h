@@ -60,36 +60,40 @@ Buffer<T> channels_last_buffer(const std::vector<int> &shape, const Buffer<T> *v
 // Calls a pipeline built with layout=nhwc with the dense buffers (or raw
 // halide_buffer_t pointers) that a test for NCHW passes it: every 4-D
 // argument goes in as an NHWC copy, and comes back into the test's buffer
-// afterwards (the inputs unchanged).
+// afterwards (the inputs unchanged); the others go in as they are, so that a
+// GPU target's results stay on the test's own buffers.
 template <typename Pipeline>
 auto channels_last_call(Pipeline pipeline) {
     return [pipeline](auto &&...args) {
-        auto view = [](auto &arg) {
+        auto raw = [](auto &arg) -> halide_buffer_t * {
             if constexpr (std::is_pointer_v<std::remove_reference_t<decltype(arg)>>) {
-                return Buffer<void>(*arg);
+                return arg;
             } else {
-                return Buffer<void>(arg);
+                return arg.raw_buffer();
             }
         };
-        auto stage = [](const Buffer<void> &b) {
+        auto stage = [](halide_buffer_t *b) {  // an empty Buffer where the layouts agree
+            const Buffer<void> dense(*b);
             std::vector<int> shape;
-            for (int i = 0; i < b.dimensions(); i++) shape.push_back(b.dim(i).extent());
-            if (b.dimensions() != 4 || shape[2] == 1 || shape[0] * shape[1] == 1) return b;  // the same memory
-            Buffer<void> copy(b.type(), shape, {2, 0, 1, 3});
-            copy.copy_from(b);
+            for (int i = 0; i < dense.dimensions(); i++) shape.push_back(dense.dim(i).extent());
+            if (dense.dimensions() != 4 || shape[2] == 1 || shape[0] * shape[1] == 1) return Buffer<void>();
+            Buffer<void> copy(dense.type(), shape, {2, 0, 1, 3});
+            copy.copy_from(dense);
             copy.set_host_dirty();
             return copy;
         };
-        auto dense = std::make_tuple(view(args)...);
-        auto staged = std::apply([&](auto &...b) { return std::make_tuple(stage(b)...); }, dense);
-        const int rc = std::apply([&](auto &...b) { return pipeline(b.raw_buffer()...); }, staged);
-        auto copy_back = [](Buffer<void> &to, Buffer<void> &from) {
-            if (to.data() == from.data()) return;
-            from.copy_to_host();
-            to.copy_from(from);
+        auto raws = std::make_tuple(raw(args)...);
+        auto staged = std::apply([&](auto *...b) { return std::make_tuple(stage(b)...); }, raws);
+        auto pass = [](Buffer<void> &copy, halide_buffer_t *b) { return copy.data() ? copy.raw_buffer() : b; };
+        const int rc = std::apply(
+            [&](auto &...copy) { return std::apply([&](auto *...b) { return pipeline(pass(copy, b)...); }, raws); },
+            staged);
+        auto copy_back = [](Buffer<void> &copy, halide_buffer_t *b) {
+            if (!copy.data()) return;
+            copy.copy_to_host();
+            Buffer<void>(*b).copy_from(copy);
         };
-        std::apply([&](auto &...to) { std::apply([&](auto &...from) { (copy_back(to, from), ...); }, staged); },
-                   dense);
+        std::apply([&](auto &...copy) { std::apply([&](auto *...b) { (copy_back(copy, b), ...); }, raws); }, staged);
         return rc;
     };
 }
