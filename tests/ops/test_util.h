@@ -40,14 +40,19 @@ Buffer<T> output_buffer(const std::vector<int> &shape) {
     return b;
 }
 
+// Whether an (x, y, c, n) activation of `shape` lies otherwise in NHWC than
+// in NCHW: not where C == 1 or W == H == 1, whose two layouts are the same
+// memory and keep the dense strides (pin_activation).
+inline bool channels_last_differs(const std::vector<int> &shape) {
+    return shape.size() == 4 && shape[2] > 1 && shape[0] * shape[1] > 1;
+}
+
 // An (x, y, c, n) activation as a pipeline built with layout=nhwc takes it:
-// channels innermost, except where C == 1 or W == H == 1, whose two layouts
-// are the same memory and keep the dense strides (pin_activation). With
-// `values`, theirs (marked host-dirty), else zeros.
+// channels innermost where that differs from NCHW. With `values`, theirs
+// (marked host-dirty), else zeros.
 template <typename T = float>
 Buffer<T> channels_last_buffer(const std::vector<int> &shape, const Buffer<T> *values = nullptr) {
-    const bool strided = shape.size() == 4 && shape[2] > 1 && shape[0] * shape[1] > 1;
-    Buffer<T> b = strided ? Buffer<T>(shape, {2, 0, 1, 3}) : Buffer<T>(shape);
+    Buffer<T> b = channels_last_differs(shape) ? Buffer<T>(shape, {2, 0, 1, 3}) : Buffer<T>(shape);
     if (values) {
         b.copy_from(*values);
         b.set_host_dirty();
@@ -76,7 +81,7 @@ auto channels_last_call(Pipeline pipeline) {
             const Buffer<void> dense(*b);
             std::vector<int> shape;
             for (int i = 0; i < dense.dimensions(); i++) shape.push_back(dense.dim(i).extent());
-            if (dense.dimensions() != 4 || shape[2] == 1 || shape[0] * shape[1] == 1) return Buffer<void>();
+            if (!channels_last_differs(shape)) return Buffer<void>();
             Buffer<void> copy(dense.type(), shape, {2, 0, 1, 3});
             copy.copy_from(dense);
             copy.set_host_dirty();
