@@ -486,6 +486,9 @@ private:
             src.compute_at(partial, rj_inner);
             schedule_repack_cpu(src, CI);
             d_out_blocked.compute_at(d_out_level).vectorize(cb);
+            // NHWC: a pixel's channels (one contiguous run) into all blocks,
+            // in memory order, rather than a pass over the pixels per block.
+            if (channels_last()) d_out_blocked.reorder(cb, kb, x, y, n);
         }
         if (stage_planes()) {
             copy_planes(input.in(), LoopLevel(partial, rj_inner));
