@@ -30,10 +30,6 @@ namespace hlnet {
 // Auto: Winograd where it is eligible and the manual CPU schedule is in use,
 // direct otherwise.
 enum class ConvAlgorithm { Auto, Direct, Winograd };
-// The activations' layout (Layout, common.h): NHWC lets the CPU schedules
-// read and write 16-channel vectors in place instead of repacking NCHW
-// planes: on resnet18's layers most passes 2-17% faster, the 1x1 ones up to
-// 30%, a few slower (docs/PERFORMANCE.md, 2026-12-07, evening).
 
 // The caches the CPU schedules' chunks are sized for: Halide's target does
 // not describe caches, so the small end of today's cores (docs/INTERNALS.md).
@@ -51,6 +47,10 @@ public:
                                             {{"auto", ConvAlgorithm::Auto},
                                              {"direct", ConvAlgorithm::Direct},
                                              {"winograd", ConvAlgorithm::Winograd}}};
+    // The activations' layout (common.h). NHWC lets the CPU schedules read and
+    // write 16-channel vectors in place instead of repacking NCHW planes: on
+    // resnet18's layers most passes 2-17% faster, the 1x1 ones up to 30%, a
+    // few slower (docs/PERFORMANCE.md, 2026-12-07, evening).
     GeneratorParam<Layout> layout{"layout", Layout::NCHW, layout_names()};
 
 protected:
