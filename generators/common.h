@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "Halide.h"
+#include "../runtime/layout.h"
 
 namespace hlnet {
 
@@ -50,18 +51,15 @@ inline const std::map<std::string, Layout> &layout_names() {
 }
 
 // Pins an activation (x, y, c, n) of extents (W, H, C, N), like pin_shape, in
-// NCHW or, with channels_last, NHWC: c stride 1, x stride C. Where C == 1 or
-// W == H == 1 the two are the same memory and both pin the dense strides, so
-// that the input pipeline's images and the pooled features need no layout.
+// NCHW or, with channels_last, NHWC: c stride 1, x stride C, except where the
+// two layouts are the same memory (runtime/layout.h).
 template <typename Buf>
 void pin_activation(Buf &buf, const std::vector<int> &extents, bool channels_last) {
     pin_shape(buf, extents);
-    const int W = extents[0], H = extents[1], C = extents[2];
-    if (!channels_last || C == 1 || W * H == 1) return;
-    buf.dim(0).set_stride(C);
-    buf.dim(1).set_stride(C * W);
-    buf.dim(2).set_stride(1);
-    buf.dim(3).set_stride(C * W * H);
+    if (!channels_last || !channels_last_differs(extents[0], extents[1], extents[2])) return;
+    int strides[4];
+    channels_last_strides(extents.data(), strides);
+    for (int d = 0; d < 4; d++) buf.dim(d).set_stride(strides[d]);
 }
 
 // ReLU and its gradient, written once for the standalone ops and the fused batch norm.

@@ -55,15 +55,6 @@ void TensorView::bind(halide_buffer_t *arena, int64_t offset_bytes, halide_type_
     }
 }
 
-void channels_last_strides(const int extents[4], int strides[4]) {
-    const int W = extents[0], H = extents[1], C = extents[2];
-    const bool same = C == 1 || W * H == 1;
-    strides[0] = same ? 1 : C;
-    strides[1] = same ? W : C * W;
-    strides[2] = same ? W * H : 1;
-    strides[3] = C * W * H;
-}
-
 TensorView::~TensorView() {
     if (crop_.device) halide_device_release_crop(nullptr, &crop_);
 }

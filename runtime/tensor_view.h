@@ -9,6 +9,7 @@
 #include <initializer_list>
 
 #include "HalideRuntime.h"
+#include "layout.h"
 
 namespace hlnet {
 
@@ -39,11 +40,5 @@ private:
 
 inline halide_type_t f32() { return halide_type_t(halide_type_float, 32); }
 inline halide_type_t i32() { return halide_type_t(halide_type_int, 32); }
-
-// The strides of an (x, y, c, n) activation of `extents` laid out NHWC:
-// channels innermost, except where C == 1 or W == H == 1, whose two layouts
-// are the same memory and keep the dense strides (generators/common.h,
-// pin_activation).
-void channels_last_strides(const int extents[4], int strides[4]);
 
 }  // namespace hlnet

@@ -14,6 +14,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "../../runtime/layout.h"
+
 #include "HalideBuffer.h"
 
 namespace hlnet_test {
@@ -41,10 +43,9 @@ Buffer<T> output_buffer(const std::vector<int> &shape) {
 }
 
 // Whether an (x, y, c, n) activation of `shape` lies otherwise in NHWC than
-// in NCHW: not where C == 1 or W == H == 1, whose two layouts are the same
-// memory and keep the dense strides (pin_activation).
+// in NCHW (runtime/layout.h).
 inline bool channels_last_differs(const std::vector<int> &shape) {
-    return shape.size() == 4 && shape[2] > 1 && shape[0] * shape[1] > 1;
+    return shape.size() == 4 && hlnet::channels_last_differs(shape[0], shape[1], shape[2]);
 }
 
 // An (x, y, c, n) activation as a pipeline built with layout=nhwc takes it:
