@@ -233,14 +233,16 @@ public:
         d_out_planes(x, y, c, n) = d_output(x, y, c, n);
         if (use_winograd(WO(), HO())) {
             plan_winograd(winograd, CI, CO, WO(), HO());
-            NC = chunk_images(winograd.tiles_x * winograd.tiles_y, 128);
             // One chunk, the products split between the cores
-            // (schedule_single_chunk_cpu), where chunks would be half the
-            // batch or more (the small-image layers), or where the partial
-            // sums leave L2 (256 channels: 6.5 MB, a tenth of the pass; one
-            // chunk measured 7% faster).
-            single_chunk = 2 * NC >= N || partial_sums_leave_l2();
-            if (single_chunk) NC = N;
+            // (schedule_single_chunk_cpu), where chunks of 128 tiles would be
+            // half the batch or more (the small-image layers), or where the
+            // partial sums leave L2 (256 channels: 6.5 MB, a tenth of the
+            // pass; one chunk measured 7% faster on the EPYC, Zen 4; on Zen 5
+            // as fast as chunks of 4 images in rows of products, 17.8 against
+            // 17.3 ms, and steadier: the chunks took 15.3-23.7 ms).
+            const int tiles = winograd.tiles_x * winograd.tiles_y;
+            single_chunk = 2 * chunk_images(tiles, 128) >= N || partial_sums_leave_l2();
+            NC = single_chunk ? N : winograd_chunk_images();
             define_winograd_grad();
         } else {
             NC = gpu() || using_autoscheduler() ? chunk_images(WO() * HO(), 512) : direct_chunk_images();
@@ -325,12 +327,13 @@ private:
                                              winograd.input(ci, rp.x, rp.y, image, kx, ky);
     }
 
-    // Images per chunk of Winograd and of the GPU schedule: enough positions
-    // (Winograd tiles, or pixels) per chunk that adding a register tile into
-    // the partial sums is rare, since the partial sums (CI*CO*(m+2)^2 floats,
-    // or CI*CO*K*K) do not fit in cache. (The direct CPU schedule sizes its
-    // chunks by cache instead, direct_chunk_images: its chunks of >= 512
-    // pixels spilled out of L2 on the small-image layers.)
+    // Images per chunk of the GPU schedule: enough positions (pixels, or
+    // Winograd tiles where it decides on a single chunk) per chunk that
+    // adding a register tile into the partial sums is rare, since the partial
+    // sums (CI*CO*K*K floats, or CI*CO*(m+2)^2) do not fit in cache. (The CPU
+    // schedules size their chunks by cache instead, direct_chunk_images and
+    // winograd_chunk_images: chunks of >= 512 pixels spilled out of L2 on the
+    // small-image layers.)
     int chunk_images(int per_image, int wanted) const {
         const int halves = N % 2 == 0 ? 2 : 1;
         const int per_half = N / halves;
@@ -338,6 +341,27 @@ private:
             if (per_half % d == 0 && d * per_image >= wanted) return d;
         }
         return per_half;
+    }
+
+    // Images per chunk of the chunked Winograd schedule, which transforms a
+    // chunk's operands a row of products (one `a`, alpha of the alpha^2) at a
+    // time, just before that row's products: as many as keep the chunk's
+    // input and d_output, one row's transforms and its partial sums within
+    // three quarters of L2, so that the products read all of them from L2.
+    // On the EPYC (Zen 5), against chunks of 128 tiles transformed whole
+    // (1.6 MB, through L3): 64 channels at 24x24 in chunks of 1 image 0.87x
+    // the time, 128 at 12x12 in 2 images 0.90x (docs/PERFORMANCE.md,
+    // 2026-12-07, Zen 5).
+    int winograd_chunk_images() const {
+        const long alpha = winograd.alpha, tiles = long(winograd.tiles_x) * winograd.tiles_y;
+        const long per_image = 4 * (long(W) * H * CI + long(WO()) * HO() * CO + tiles * alpha * (int(CI) + int(CO)));
+        const long row_partial_sums = 4 * alpha * CI * CO;
+        const int halves = N % 2 == 0 ? 2 : 1, per_half = N / halves;
+        int images = 1;
+        for (int d = 2; d <= per_half; d++) {
+            if (per_half % d == 0 && row_partial_sums + d * per_image <= kL2Bytes * 3 / 4) images = d;
+        }
+        return images;
     }
 
     // Images per chunk of the direct convolution's CPU schedule: as many as
@@ -473,8 +497,9 @@ private:
                 .reorder(cb, kb, ci, kxi, rp.x, rp.y, rp.z, kxo, ky, j)
                 .unroll(kxi);
         } else {
-            // One product at a time: its slices of both operands stay in L1/L2.
-            partial.update().reorder(cb, kbi, cii, cio, kbo, cig, kx, ky, rj_inner, part);
+            // One product at a time: its slices of both operands stay in L1/L2;
+            // a row of products (kx, Winograd's a) at a time, for its transforms.
+            partial.update().reorder(cb, kbi, cii, cio, kbo, cig, ky, kx, rj_inner, part);
             chunk_grad.compute_at(partial, cio);
             chunk_grad.update().reorder(cb, kb, ci, rp.x, rp.y, rp.z, kx, ky, j);
         }
@@ -495,8 +520,11 @@ private:
             copy_planes(d_out_planes, d_out_level);
         }
         if (winograd.active) {
-            schedule_winograd_input_cpu(winograd, LoopLevel(partial, rj_inner), CI);
-            grad_product.compute_at(partial, rj_inner)
+            // A row of products' transforms (a fixed a: their first axis, so
+            // that each value is computed once), made before its products.
+            const LoopLevel row_of_products(partial, kx);
+            schedule_winograd_input_cpu(winograd, row_of_products, CI);
+            grad_product.compute_at(row_of_products)
                 .reorder(cb, a, b, tx, ty, kb, n)
                 .vectorize(cb)
                 .unroll(a)
