@@ -82,8 +82,13 @@ struct Kernel {
 
 Kernel widest_kernel() {
 #if defined(__x86_64__)
-    // HLNET_FMA_ISA=avx2: the AVX2 peak on an AVX-512 machine, for pipelines built for AVX2.
+    // The AVX2 peak on an AVX-512 machine, for pipelines built for AVX2: an
+    // AVX2 build's benches (HLNET_FMA_PEAK_ISA, from CMake), or
+    // HLNET_FMA_ISA=avx2 at run time.
     const char *isa = std::getenv("HLNET_FMA_ISA");
+#ifdef HLNET_FMA_PEAK_ISA
+    if (!isa) isa = HLNET_FMA_PEAK_ISA;
+#endif
     const bool avx2_only = isa && std::string(isa) == "avx2";
     if (__builtin_cpu_supports("avx512f") && !avx2_only) return {"AVX-512", 16, 24, run_avx512<24>};
     return {"AVX2", 8, 10, run_avx2<10>};

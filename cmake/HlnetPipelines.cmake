@@ -18,6 +18,23 @@ else()
   message(FATAL_ERROR "HLNET_TARGET must be host, cuda or opencl (got '${HLNET_TARGET}')")
 endif()
 
+# The vector ISA whose FMA peak the benches divide by: the CPU pipelines'. An
+# AVX2 build on an AVX-512 machine measures the AVX2 peak, which on cores with
+# 512-bit FMA units (Zen 5) is half the AVX-512 one (bench/fma_peak.cpp).
+set(HLNET_FMA_PEAK_ISA "")
+if(HLNET_TARGET STREQUAL "host" AND HLNET_HALIDE_TARGET MATCHES "^x86-64-.*avx2"
+   AND NOT HLNET_HALIDE_TARGET MATCHES "avx512")
+  set(HLNET_FMA_PEAK_ISA avx2)
+endif()
+# Adds the FMA peak measurement (bench/fma_peak.cpp) to a bench executable.
+function(hlnet_add_fma_peak target)
+  target_sources(${target} PRIVATE ${CMAKE_SOURCE_DIR}/bench/fma_peak.cpp)
+  target_include_directories(${target} PRIVATE ${CMAKE_SOURCE_DIR}/bench)
+  if(HLNET_FMA_PEAK_ISA)
+    target_compile_definitions(${target} PRIVATE HLNET_FMA_PEAK_ISA="${HLNET_FMA_PEAK_ISA}")
+  endif()
+endfunction()
+
 # Halide's sampling profiler in every pipeline: a per-pipeline, per-Func time
 # report when the program exits (CPU targets; see HALIDE14.md 5.6).
 option(HLNET_PROFILE "Build every pipeline with Halide's profiler" OFF)

@@ -86,8 +86,8 @@ function(hlnet_add_spec spec)
 
   string(TOUPPER "${HLNET_TARGET}" target_upper)
   if(EXISTS ${CMAKE_SOURCE_DIR}/runtime/bench_main.cpp)
-    add_executable(${name}_bench ${CMAKE_SOURCE_DIR}/runtime/bench_main.cpp ${CMAKE_SOURCE_DIR}/bench/fma_peak.cpp)
-    target_include_directories(${name}_bench PRIVATE ${CMAKE_SOURCE_DIR}/bench)
+    add_executable(${name}_bench ${CMAKE_SOURCE_DIR}/runtime/bench_main.cpp)
+    hlnet_add_fma_peak(${name}_bench)
     target_link_libraries(${name}_bench PRIVATE hlnet_runtime ${name}_graph Threads::Threads)
     target_compile_definitions(${name}_bench PRIVATE HLNET_TARGET_${target_upper})
     set_target_properties(${name}_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${out})
@@ -95,7 +95,8 @@ function(hlnet_add_spec spec)
 
   # Every pipeline in every schedule variant, checked and timed (bench/pipelines_bench.cpp).
   add_executable(${name}_pipelines_bench ${CMAKE_SOURCE_DIR}/bench/pipelines_bench.cpp
-                 ${CMAKE_SOURCE_DIR}/bench/bench_report.cpp ${CMAKE_SOURCE_DIR}/bench/fma_peak.cpp)
+                 ${CMAKE_SOURCE_DIR}/bench/bench_report.cpp)
+  hlnet_add_fma_peak(${name}_pipelines_bench)
   target_link_libraries(${name}_pipelines_bench PRIVATE hlnet_runtime ${name}_graph nlohmann_json::nlohmann_json)
   target_compile_definitions(${name}_pipelines_bench PRIVATE HLNET_TARGET_${target_upper})
   set_target_properties(${name}_pipelines_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${out})
