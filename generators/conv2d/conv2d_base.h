@@ -35,6 +35,7 @@ enum class ConvAlgorithm { Auto, Direct, Winograd };
 // not describe caches, so the small end of today's cores (docs/INTERNALS.md).
 constexpr long kL2Bytes = 1024 * 1024;
 constexpr long kL1Bytes = 32 * 1024;
+constexpr long kL3Bytes = 8 * 1024 * 1024;  // the share of L3 a pass may count on
 
 // Shape, geometry and the shared algorithm of the three conv pipelines.
 template <typename T>

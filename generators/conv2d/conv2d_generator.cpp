@@ -233,16 +233,16 @@ public:
         d_out_planes(x, y, c, n) = d_output(x, y, c, n);
         if (use_winograd(WO(), HO())) {
             plan_winograd(winograd, CI, CO, WO(), HO());
-            // One chunk, the products split between the cores
-            // (schedule_single_chunk_cpu), where chunks of 128 tiles would be
-            // half the batch or more (the small-image layers), or where the
+            // Each chunk's products split between the cores
+            // (schedule_split_products_cpu), where chunks of 128 tiles would
+            // be half the batch or more (the small-image layers), or where the
             // partial sums leave L2 (256 channels: 6.5 MB, a tenth of the
-            // pass; one chunk measured 7% faster on the EPYC, Zen 4; on Zen 5
-            // as fast as chunks of 4 images in rows of products, 17.8 against
-            // 17.3 ms, and steadier: the chunks took 15.3-23.7 ms).
+            // pass; measured 7% faster on the EPYC, Zen 4; on Zen 5 as fast as
+            // chunks of 4 images in rows of products, 17.8 against 17.3 ms,
+            // and steadier: those took 15.3-23.7 ms).
             const int tiles = winograd.tiles_x * winograd.tiles_y;
-            single_chunk = 2 * chunk_images(tiles, 128) >= N || partial_sums_leave_l2();
-            NC = single_chunk ? N : winograd_chunk_images();
+            split_products = 2 * chunk_images(tiles, 128) >= N || partial_sums_leave_l2();
+            NC = split_products ? split_products_chunk_images() : winograd_chunk_images();
             define_winograd_grad();
         } else {
             NC = gpu() || using_autoscheduler() ? chunk_images(WO() * HO(), 512) : direct_chunk_images();
@@ -254,7 +254,7 @@ public:
             chunk_grad(cb, ci, kx, ky, kb, j) += d_out_blocked(cb, rp.x, rp.y, kb, image) *
                                                  src(ci, rp.x * stride + kx, rp.y * stride + ky, image);
         }
-        if (single_chunk) {
+        if (NC == N && split_products) {
             grad_w(cb, ci, kx, ky, kb) = chunk_grad(cb, ci, kx, ky, kb, 0);
         } else {
             rj = RDom(0, N / NC, "rj");  // chunks
@@ -328,7 +328,7 @@ private:
     }
 
     // Images per chunk of the GPU schedule: enough positions (pixels, or
-    // Winograd tiles where it decides on a single chunk) per chunk that
+    // Winograd tiles where it decides on split products) per chunk that
     // adding a register tile into the partial sums is rare, since the partial
     // sums (CI*CO*K*K floats, or CI*CO*(m+2)^2) do not fit in cache. (The CPU
     // schedules size their chunks by cache instead, direct_chunk_images and
@@ -427,7 +427,7 @@ private:
         chunk_grad.compute_at(tiles, cb).unroll(kx).unroll(ci);  // one thread's registers
         chunk_grad.update().reorder(kx, ci, rp.x, rp.y, rp.z, cb, ky, kb, j).unroll(kx).unroll(ci);
         schedule_flat_gpu(grad_w, {cb, ci, kx, ky, kb});
-        if (!single_chunk) {
+        if (!split_products) {
             // The chunk sum in steps of 8: left whole, the 256 chunks of the
             // stem were unrolled into more loads than 64 registers hold.
             RVar rjo{"rjo"}, rji{"rji"};
@@ -449,11 +449,14 @@ private:
         // Register tile: vo channel vectors x tc input channels x `taps` taps
         // of a row (all K where they fit), which share each d_output vector.
         // Winograd's products share no operand: a tile is vo x tc of one of them.
+        // Ragged tiles only where grad_w is stored whole (one chunk): added
+        // into, a tile shifted inwards would add its overlap twice.
         const bool taps_in_tile = !winograd.active;
+        const bool ragged = split_products && NC == N;
         const auto [vo, tc, taps] =
-            choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers(), single_chunk);
+            choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers(), ragged);
         const int chunks = N / NC;
-        if (single_chunk) return schedule_single_chunk_cpu(vo, tc);
+        if (split_products) return schedule_split_products_cpu(vo, tc);
         // Runs of chunks in parallel (parallel_parts), each with its own partial sums.
         RVar rj_outer{"rj_outer"}, rj_inner{"rj_inner"};
         Var part{"part"}, cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, cig{"cig"};
@@ -547,7 +550,7 @@ private:
     int parallel_parts(int chunks) const {
         int parts = 1;
         for (int d = 2; d <= std::min(chunks, 16); d++) {
-            if (chunks % d == 0 && (d == 2 || d * partial_sums_bytes() <= 8.0 * 1024 * 1024)) parts = d;
+            if (chunks % d == 0 && (d == 2 || d * partial_sums_bytes() <= kL3Bytes)) parts = d;
         }
         return parts;
     }
@@ -594,17 +597,41 @@ private:
         }
     }
 
-    // Winograd with the whole batch as one chunk: the products are divided
-    // between the cores, and each register tile is stored straight into
-    // grad_w. Partial sums per core would be CI*CO*(m+2)^2 floats each (26 MB
-    // at 512 channels), zeroed, re-read and added: memory traffic that
-    // outweighed the products.
-    void schedule_single_chunk_cpu(int vo, int tc) {
+    // Images per chunk where the products are split between the cores: one
+    // chunk where the partial sums are too large to stay in L3 between chunks
+    // (512 channels: 26 MB; in 2-8 chunks 1.2-1.8x the time), else as many
+    // images as keep the chunk's transforms within 2 MB, so that the products
+    // read them from the cores' L2 rather than through L3 and DRAM. The
+    // 256-channel 6x6 layer on the EPYC (Zen 5): 8 images (1.6 MB) 0.58x the
+    // time of one chunk (26 MB each of transformed input and d_output);
+    // 4 and 16 images 0.64x and 0.75x.
+    int split_products_chunk_images() const {
+        if (partial_sums_bytes() > kL3Bytes) return N;
+        const long per_image = 4L * winograd.tiles_x * winograd.tiles_y * winograd.alpha * winograd.alpha *
+                               (int(CI) + int(CO));
+        int images = 1;
+        for (int d = 2; d <= N; d++) {
+            if (N % d == 0 && d * per_image <= 2 * kL2Bytes) images = d;
+        }
+        return images;
+    }
+
+    // Winograd with the products of each chunk divided between the cores,
+    // the chunks one after another: each register tile is stored straight
+    // into grad_w (or added, after the first chunk). Partial sums per core
+    // would be CI*CO*(m+2)^2 floats each (26 MB at 512 channels), zeroed,
+    // re-read and added: memory traffic that outweighed the products.
+    void schedule_split_products_cpu(int vo, int tc) {
         Var cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, kbh{"kbh"}, product{"product"}, task{"task"};
-        grad_w.compute_root()
-            .split(ci, cio, cii, tc)
+        grad_w.compute_root();
+        const bool chunks = NC < N;
+        if (chunks) grad_w.vectorize(cb).parallel(kb);  // the zeros
+        Stage tiles = chunks ? Stage(grad_w.update()) : Stage(grad_w);
+        std::vector<VarOrRVar> order{cb, kbi, cii, cio, kbo, kx, ky};
+        if (chunks) order.push_back(rj.x);
+        tiles.split(ci, cio, cii, tc)
             .split(kb, kbo, kbi, vo)
-            .reorder(cb, kbi, cii, cio, kbo, kx, ky)
+            .reorder(order)
             .fuse(kx, ky, product)
             .vectorize(cb)
             .unroll(kbi)
@@ -615,9 +642,9 @@ private:
         // tasks). 512 channels 22.8 -> 21.6 ms; 256 unchanged within noise.
         const int kb_tiles = CO / B / vo;
         if (kb_tiles % 2 == 0) {
-            grad_w.split(kbo, kbh, kbo, kb_tiles / 2).fuse(kbh, product, task).parallel(task);
+            tiles.split(kbo, kbh, kbo, kb_tiles / 2).fuse(kbh, product, task).parallel(task);
         } else {
-            grad_w.parallel(product);
+            tiles.parallel(product);
         }
         chunk_grad.compute_at(grad_w, cio).vectorize(cb).unroll(kb).unroll(ci);
         chunk_grad.update()
@@ -625,10 +652,11 @@ private:
             .vectorize(cb)
             .unroll(kb)
             .unroll(ci);
-        // The transforms for the whole batch, image by image in parallel.
-        schedule_winograd_input_cpu(winograd, LoopLevel::root(), CI);
+        // The transforms for the chunk, image by image in parallel.
+        const LoopLevel per_chunk = chunks ? LoopLevel(grad_w, rj.x) : LoopLevel::root();
+        schedule_winograd_input_cpu(winograd, per_chunk, CI);
         winograd.input.parallel(n);
-        grad_product.compute_root().reorder(cb, a, b, tx, ty, kb, n).vectorize(cb).unroll(a).unroll(b).parallel(n);
+        grad_product.compute_at(per_chunk).reorder(cb, a, b, tx, ty, kb, n).vectorize(cb).unroll(a).unroll(b).parallel(n);
         if (!channels_last()) {  // NHWC: read in place by the transforms
             src.compute_at(winograd.input, n);
             schedule_repack_cpu(src, CI);
@@ -639,7 +667,7 @@ private:
 
     Var j{"j"};  // chunk of NC images
     int B = 1, NC = 1, stride = 1;
-    bool single_chunk = false;  // Winograd only: see schedule_single_chunk_cpu
+    bool split_products = false;  // Winograd only: see schedule_split_products_cpu
     RDom rp, rj;
     Winograd winograd;
     Func grad_rows{"winograd_grad_rows"}, grad_product{"winograd_grad_product"};

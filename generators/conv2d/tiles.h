@@ -91,7 +91,7 @@ struct WeightGradientTile {
 };
 
 // With `ragged_channels` (a tile whose Func may recompute an overlap: the
-// single-chunk Winograd weight gradient), tc need not divide the input
+// Winograd weight gradient with split products), tc need not divide the input
 // channels where the whole-divisor tiles keep no more than the 8 accumulator
 // registers two FMA pipes of latency 4 need: on AVX2 at 256 and 512 channels,
 // 1 x 6 (12 ymm, the last tile shifted inwards) took 29.4 and 32.7 ms where
