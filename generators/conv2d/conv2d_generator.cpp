@@ -236,10 +236,10 @@ public:
             // Each chunk's products split between the cores
             // (schedule_split_products_cpu), where chunks of 128 tiles would
             // be half the batch or more (the small-image layers), or where the
-            // partial sums leave L2 (256 channels: 6.5 MB, a tenth of the
-            // pass; measured 7% faster on the EPYC, Zen 4; on Zen 5 as fast as
-            // chunks of 4 images in rows of products, 17.8 against 17.3 ms,
-            // and steadier: those took 15.3-23.7 ms).
+            // partial sums leave L2 (256 channels: 6.5 MB, which parts of
+            // chunks would each zero and add: a tenth of the pass). 256
+            // channels on the EPYC (Zen 5): 11.0 ms, against 17.3 for parts of
+            // chunks in rows of products (docs/PERFORMANCE.md).
             const int tiles = winograd.tiles_x * winograd.tiles_y;
             split_products = 2 * chunk_images(tiles, 128) >= N || partial_sums_leave_l2();
             NC = split_products ? split_products_chunk_images() : winograd_chunk_images();
@@ -356,12 +356,14 @@ private:
         const long alpha = winograd.alpha, tiles = long(winograd.tiles_x) * winograd.tiles_y;
         const long per_image = 4 * (long(W) * H * CI + long(WO()) * HO() * CO + tiles * alpha * (int(CI) + int(CO)));
         const long row_partial_sums = 4 * alpha * CI * CO;
-        const int halves = N % 2 == 0 ? 2 : 1, per_half = N / halves;
-        int images = 1;
-        for (int d = 2; d <= per_half; d++) {
-            if (per_half % d == 0 && row_partial_sums + d * per_image <= kL2Bytes * 3 / 4) images = d;
-        }
-        return images;
+        return images_within(per_image, kL2Bytes * 3 / 4 - row_partial_sums);
+    }
+
+    // The most images, a divisor of half the batch (of the batch where it is
+    // odd), of `per_image` bytes each within `budget` bytes; at least one.
+    int images_within(long per_image, long budget) const {
+        const int per_half = N % 2 == 0 ? N / 2 : N;
+        return largest_divisor(per_half, int(std::max(1L, budget / per_image)));
     }
 
     // Images per chunk of the direct convolution's CPU schedule: as many as
@@ -390,12 +392,7 @@ private:
             budget = in_l1 ? kL1Bytes : budget - 4L * 16 * CO * K * K;
             per_image = 4 * (16 * window + (in_l1 ? B : CO) * positions);
         }
-        const int halves = N % 2 == 0 ? 2 : 1, per_half = N / halves;
-        int images = 1;
-        for (int d = 2; d <= per_half; d++) {
-            if (per_half % d == 0 && d * per_image <= budget) images = d;
-        }
-        return images;
+        return images_within(per_image, budget);
     }
 
     // Not yet timed on a GPU (none lent to this task); proven on PoCL. Each
@@ -609,11 +606,7 @@ private:
         if (partial_sums_bytes() > kL3Bytes) return N;
         const long per_image = 4L * winograd.tiles_x * winograd.tiles_y * winograd.alpha * winograd.alpha *
                                (int(CI) + int(CO));
-        int images = 1;
-        for (int d = 2; d <= N; d++) {
-            if (N % d == 0 && d * per_image <= 2 * kL2Bytes) images = d;
-        }
-        return images;
+        return largest_divisor(N, int(std::max(1L, 2 * kL2Bytes / per_image)));
     }
 
     // Winograd with the products of each chunk divided between the cores,
@@ -656,7 +649,12 @@ private:
         const LoopLevel per_chunk = chunks ? LoopLevel(grad_w, rj.x) : LoopLevel::root();
         schedule_winograd_input_cpu(winograd, per_chunk, CI);
         winograd.input.parallel(n);
-        grad_product.compute_at(per_chunk).reorder(cb, a, b, tx, ty, kb, n).vectorize(cb).unroll(a).unroll(b).parallel(n);
+        grad_product.compute_at(per_chunk)
+            .reorder(cb, a, b, tx, ty, kb, n)
+            .vectorize(cb)
+            .unroll(a)
+            .unroll(b)
+            .parallel(n);
         if (!channels_last()) {  // NHWC: read in place by the transforms
             src.compute_at(winograd.input, n);
             schedule_repack_cpu(src, CI);
