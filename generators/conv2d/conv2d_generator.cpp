@@ -254,7 +254,7 @@ public:
             chunk_grad(cb, ci, kx, ky, kb, j) += d_out_blocked(cb, rp.x, rp.y, kb, image) *
                                                  src(ci, rp.x * stride + kx, rp.y * stride + ky, image);
         }
-        if (NC == N && split_products) {
+        if (one_chunk()) {
             grad_w(cb, ci, kx, ky, kb) = chunk_grad(cb, ci, kx, ky, kb, 0);
         } else {
             rj = RDom(0, N / NC, "rj");  // chunks
@@ -353,10 +353,15 @@ private:
     // the time, 128 at 12x12 in 2 images 0.90x (docs/PERFORMANCE.md,
     // 2026-12-07, Zen 5).
     int winograd_chunk_images() const {
-        const long alpha = winograd.alpha, tiles = long(winograd.tiles_x) * winograd.tiles_y;
-        const long per_image = 4 * (long(W) * H * CI + long(WO()) * HO() * CO + tiles * alpha * (int(CI) + int(CO)));
-        const long row_partial_sums = 4 * alpha * CI * CO;
+        const long operands = 4 * (long(W) * H * CI + long(WO()) * HO() * CO);
+        const long per_image = operands + transform_bytes_per_image() / winograd.alpha;
+        const long row_partial_sums = 4L * winograd.alpha * CI * CO;
         return images_within(per_image, kL2Bytes * 3 / 4 - row_partial_sums);
+    }
+
+    // One image's transformed input and d_output: (m+2)^2 values per tile and channel.
+    long transform_bytes_per_image() const {
+        return 4L * winograd.tiles_x * winograd.tiles_y * winograd.alpha * winograd.alpha * (int(CI) + int(CO));
     }
 
     // The most images, a divisor of half the batch (of the batch where it is
@@ -424,7 +429,7 @@ private:
         chunk_grad.compute_at(tiles, cb).unroll(kx).unroll(ci);  // one thread's registers
         chunk_grad.update().reorder(kx, ci, rp.x, rp.y, rp.z, cb, ky, kb, j).unroll(kx).unroll(ci);
         schedule_flat_gpu(grad_w, {cb, ci, kx, ky, kb});
-        if (!split_products) {
+        if (!one_chunk()) {
             // The chunk sum in steps of 8: left whole, the 256 chunks of the
             // stem were unrolled into more loads than 64 registers hold.
             RVar rjo{"rjo"}, rji{"rji"};
@@ -446,12 +451,9 @@ private:
         // Register tile: vo channel vectors x tc input channels x `taps` taps
         // of a row (all K where they fit), which share each d_output vector.
         // Winograd's products share no operand: a tile is vo x tc of one of them.
-        // Ragged tiles only where grad_w is stored whole (one chunk): added
-        // into, a tile shifted inwards would add its overlap twice.
         const bool taps_in_tile = !winograd.active;
-        const bool ragged = split_products && NC == N;
         const auto [vo, tc, taps] =
-            choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers(), ragged);
+            choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers(), one_chunk());
         const int chunks = N / NC;
         if (split_products) return schedule_split_products_cpu(vo, tc);
         // Runs of chunks in parallel (parallel_parts), each with its own partial sums.
@@ -604,20 +606,18 @@ private:
     // 4 and 16 images 0.64x and 0.75x.
     int split_products_chunk_images() const {
         if (partial_sums_bytes() > kL3Bytes) return N;
-        const long per_image = 4L * winograd.tiles_x * winograd.tiles_y * winograd.alpha * winograd.alpha *
-                               (int(CI) + int(CO));
-        return largest_divisor(N, int(std::max(1L, 2 * kL2Bytes / per_image)));
+        return largest_divisor(N, int(std::max(1L, 2 * kL2Bytes / transform_bytes_per_image())));
     }
 
     // Winograd with the products of each chunk divided between the cores,
     // the chunks one after another: each register tile is stored straight
-    // into grad_w (or added, after the first chunk). Partial sums per core
+    // into grad_w (one chunk) or added into it (several). Partial sums per core
     // would be CI*CO*(m+2)^2 floats each (26 MB at 512 channels), zeroed,
     // re-read and added: memory traffic that outweighed the products.
     void schedule_split_products_cpu(int vo, int tc) {
         Var cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, kbh{"kbh"}, product{"product"}, task{"task"};
         grad_w.compute_root();
-        const bool chunks = NC < N;
+        const bool chunks = !one_chunk();
         if (chunks) grad_w.vectorize(cb).parallel(kb);  // the zeros
         Stage tiles = chunks ? Stage(grad_w.update()) : Stage(grad_w);
         std::vector<VarOrRVar> order{cb, kbi, cii, cio, kbo, kx, ky};
@@ -666,6 +666,10 @@ private:
     Var j{"j"};  // chunk of NC images
     int B = 1, NC = 1, stride = 1;
     bool split_products = false;  // Winograd only: see schedule_split_products_cpu
+    // Whether grad_w is one chunk's products, stored whole (no sum of chunks):
+    // then ragged register tiles may recompute an overlap, which an added-into
+    // stage would add twice.
+    bool one_chunk() const { return split_products && NC == N; }
     RDom rp, rj;
     Winograd winograd;
     Func grad_rows{"winograd_grad_rows"}, grad_product{"winograd_grad_product"};
