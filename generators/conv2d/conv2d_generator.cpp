@@ -242,6 +242,7 @@ public:
             // chunks in rows of products (docs/PERFORMANCE.md).
             const int tiles = winograd.tiles_x * winograd.tiles_y;
             split_products = 2 * chunk_images(tiles, 128) >= N || partial_sums_leave_l2();
+            if (split_products) kb_groups = output_groups();
             NC = split_products ? split_products_chunk_images() : winograd_chunk_images();
             define_winograd_grad();
         } else {
@@ -354,14 +355,15 @@ private:
     // 2026-12-07, Zen 5).
     int winograd_chunk_images() const {
         const long operands = 4 * (long(W) * H * CI + long(WO()) * HO() * CO);
-        const long per_image = operands + transform_bytes_per_image() / winograd.alpha;
+        const long per_image = operands + transform_bytes_per_image(CO) / winograd.alpha;
         const long row_partial_sums = 4L * winograd.alpha * CI * CO;
         return images_within(per_image, kL2Bytes * 3 / 4 - row_partial_sums);
     }
 
-    // One image's transformed input and d_output: (m+2)^2 values per tile and channel.
-    long transform_bytes_per_image() const {
-        return 4L * winograd.tiles_x * winograd.tiles_y * winograd.alpha * winograd.alpha * (int(CI) + int(CO));
+    // One image's transformed input and d_output of `out_channels` channels:
+    // (m+2)^2 values per tile and channel.
+    long transform_bytes_per_image(int out_channels) const {
+        return 4L * winograd.tiles_x * winograd.tiles_y * winograd.alpha * winograd.alpha * (int(CI) + out_channels);
     }
 
     // The most images, a divisor of half the batch (of the batch where it is
@@ -452,8 +454,8 @@ private:
         // of a row (all K where they fit), which share each d_output vector.
         // Winograd's products share no operand: a tile is vo x tc of one of them.
         const bool taps_in_tile = !winograd.active;
-        const auto [vo, tc, taps] =
-            choose_weight_gradient_tile(CO / B, CI, taps_in_tile ? int(K) : 1, registers(), one_chunk());
+        const auto [vo, tc, taps] = choose_weight_gradient_tile(CO / B / kb_groups, CI, taps_in_tile ? int(K) : 1,
+                                                                registers(), split_products);
         const int chunks = N / NC;
         if (split_products) return schedule_split_products_cpu(vo, tc);
         // Runs of chunks in parallel (parallel_parts), each with its own partial sums.
@@ -501,7 +503,11 @@ private:
         } else {
             // One product at a time: its slices of both operands stay in L1/L2;
             // a row of products (kx, Winograd's a) at a time, for its transforms.
-            partial.update().reorder(cb, kbi, cii, cio, kbo, cig, ky, kx, rj_inner, part);
+            // The rows unrolled, so that each row's transforms are that row's
+            // sums: with a a loop variable, every transform computed all alpha
+            // rows and kept one (a mux). EPYC (Zen 5), 64 and 128 channels:
+            // 0.94x the time with AVX-512, 0.93x with AVX2.
+            partial.update().reorder(cb, kbi, cii, cio, kbo, cig, ky, kx, rj_inner, part).unroll(kx);
             chunk_grad.compute_at(partial, cio);
             chunk_grad.update().reorder(cb, kb, ci, rp.x, rp.y, rp.z, kx, ky, j);
         }
@@ -596,17 +602,30 @@ private:
         }
     }
 
-    // Images per chunk where the products are split between the cores: one
-    // chunk where the partial sums are too large to stay in L3 between chunks
-    // (512 channels: 26 MB; in 2-8 chunks 1.2-1.8x the time), else as many
-    // images as keep the chunk's transforms within 2 MB, so that the products
-    // read them from the cores' L2 rather than through L3 and DRAM. The
-    // 256-channel 6x6 layer on the EPYC (Zen 5): 8 images (1.6 MB) 0.58x the
-    // time of one chunk (26 MB each of transformed input and d_output);
-    // 4 and 16 images 0.64x and 0.75x.
+    // Images per chunk where the products are split between the cores: as
+    // many as keep the chunk's transforms (the input and one output group's
+    // d_output) within 2 MB, so that the products read them from the cores'
+    // L2 rather than through L3 and DRAM. The 256-channel 6x6 layer on the
+    // EPYC (Zen 5): 8 images (1.6 MB) 0.58x the time of one chunk (26 MB each
+    // of transformed input and d_output); 4 and 16 images 0.64x and 0.75x.
     int split_products_chunk_images() const {
-        if (partial_sums_bytes() > kL3Bytes) return N;
-        return largest_divisor(N, int(std::max(1L, 2 * kL2Bytes / transform_bytes_per_image())));
+        const long per_image = transform_bytes_per_image(CO / kb_groups);
+        return largest_divisor(N, int(std::max(1L, 2 * kL2Bytes / per_image)));
+    }
+
+    // Groups of output-channel blocks, each summed over all the chunks before
+    // the next, in the split-products schedule: the fewest whose slice of
+    // grad_w stays within the share of L3 between chunks. 512 channels
+    // (26 MB of partial sums): 4 groups of 6.5 MB in chunks of 32 images,
+    // each chunk's input transformed again per group; on the EPYC (Zen 5)
+    // 13.1 against 14.0 ms for one chunk of 256 (in chunks without groups:
+    // 1.2-1.8x).
+    int output_groups() const {
+        const int blocks = CO / B;
+        for (int g = 1; g < blocks; g++) {
+            if (blocks % g == 0 && partial_sums_bytes() / g <= kL3Bytes) return g;
+        }
+        return blocks;
     }
 
     // Winograd with the products of each chunk divided between the cores,
@@ -615,14 +634,20 @@ private:
     // would be CI*CO*(m+2)^2 floats each (26 MB at 512 channels), zeroed,
     // re-read and added: memory traffic that outweighed the products.
     void schedule_split_products_cpu(int vo, int tc) {
-        Var cio{"cio"}, cii{"cii"}, kbo{"kbo"}, kbi{"kbi"}, kbh{"kbh"}, product{"product"}, task{"task"};
+        Var cio{"cio"}, cii{"cii"}, kbg{"kbg"}, kbo{"kbo"}, kbi{"kbi"}, kbh{"kbh"}, product{"product"}, task{"task"};
         grad_w.compute_root();
         const bool chunks = !one_chunk();
         if (chunks) grad_w.vectorize(cb).parallel(kb);  // the zeros
         Stage tiles = chunks ? Stage(grad_w.update()) : Stage(grad_w);
         std::vector<VarOrRVar> order{cb, kbi, cii, cio, kbo, kx, ky};
         if (chunks) order.push_back(rj.x);
-        tiles.split(ci, cio, cii, tc)
+        if (kb_groups > 1) {
+            tiles.split(kb, kbg, kb, CO / B / kb_groups);
+            order.push_back(kbg);
+        }
+        // A ragged last tile (tc need not divide CI) guarded, not shifted
+        // inwards: in an added-into stage the overlap would be added twice.
+        tiles.split(ci, cio, cii, tc, TailStrategy::GuardWithIf)
             .split(kb, kbo, kbi, vo)
             .reorder(order)
             .fuse(kx, ky, product)
@@ -633,7 +658,7 @@ private:
         // left one core idle for the last (the profiler's wait 0.7-1.3 ms
         // of the 22-25 ms pass at 256 and 512 channels; 0.2-0.26 with 50
         // tasks). 512 channels 22.8 -> 21.6 ms; 256 unchanged within noise.
-        const int kb_tiles = CO / B / vo;
+        const int kb_tiles = CO / B / kb_groups / vo;
         if (kb_tiles % 2 == 0) {
             tiles.split(kbo, kbh, kbo, kb_tiles / 2).fuse(kbh, product, task).parallel(task);
         } else {
@@ -645,7 +670,7 @@ private:
             .vectorize(cb)
             .unroll(kb)
             .unroll(ci);
-        // The transforms for the chunk, image by image in parallel.
+        // The transforms for the chunk (of the group), image by image in parallel.
         const LoopLevel per_chunk = chunks ? LoopLevel(grad_w, rj.x) : LoopLevel::root();
         schedule_winograd_input_cpu(winograd, per_chunk, CI);
         winograd.input.parallel(n);
@@ -666,9 +691,8 @@ private:
     Var j{"j"};  // chunk of NC images
     int B = 1, NC = 1, stride = 1;
     bool split_products = false;  // Winograd only: see schedule_split_products_cpu
-    // Whether grad_w is one chunk's products, stored whole (no sum of chunks):
-    // then ragged register tiles may recompute an overlap, which an added-into
-    // stage would add twice.
+    int kb_groups = 1;            // of output-channel blocks, with split products: see output_groups
+    // Whether grad_w is one chunk's products, stored whole (no sum of chunks).
     bool one_chunk() const { return split_products && NC == N; }
     RDom rp, rj;
     Winograd winograd;
