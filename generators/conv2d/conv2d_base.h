@@ -138,12 +138,14 @@ protected:
                          int height) {
         plan_winograd(w, in_channels, out_channels, width, height);
         const WinogradMatrices &t = w.matrices();
-        Func weight_rows{"winograd_weight_rows"};
-        Expr o = kb * w.B + cb;
-        weight_rows(cb, c, ky, kb, a) =
-            winograd_apply(t.g, a, {weight(0, ky, c, o), weight(1, ky, c, o), weight(2, ky, c, o)});
+        w.weight_taps(cb, c, kx, ky, kb) = weight(kx, ky, c, kb * w.B + cb);
+        auto taps = [&](Expr row) {
+            return std::vector<Expr>{w.weight_taps(cb, c, 0, row, kb), w.weight_taps(cb, c, 1, row, kb),
+                                     w.weight_taps(cb, c, 2, row, kb)};
+        };
+        w.weight_rows(cb, c, ky, kb, a) = winograd_apply(t.g, a, taps(ky));
         w.weights(cb, c, kb, a, b) = winograd_apply(
-            t.g, b, {weight_rows(cb, c, 0, kb, a), weight_rows(cb, c, 1, kb, a), weight_rows(cb, c, 2, kb, a)});
+            t.g, b, {w.weight_rows(cb, c, 0, kb, a), w.weight_rows(cb, c, 1, kb, a), w.weight_rows(cb, c, 2, kb, a)});
         define_winograd_input(w, src);
 
         w.r = RDom(0, in_channels, "r_winograd");

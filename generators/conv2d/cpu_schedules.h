@@ -45,6 +45,11 @@ void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func sr
     }
 
     w.weights.compute_root().reorder(cb, a, b, c, kb).vectorize(cb).unroll(a).unroll(b).parallel(kb);
+    // A channel's 9 taps (for 16 output channels: a strided gather each) and
+    // its 15 row sums once for its 25 values: inlined, every value gathered
+    // its taps again.
+    w.weight_taps.compute_at(w.weights, c).vectorize(cb).unroll(kx).unroll(ky);
+    w.weight_rows.compute_at(w.weights, c).vectorize(cb).unroll(ky).unroll(a);
 
     // The output transform, a group of tile rows (or the chunk) at a time;
     // the input transform and the products per group, where it reads them.

@@ -74,6 +74,8 @@ struct Winograd {
     int images = 1;                 // images per chunk (the CPU schedule's task)
     int group_rows = 0;             // tile rows transformed, multiplied and transformed back together (0: a chunk)
     RDom r;                         // input channels
+    Func weight_taps{"winograd_weight_taps"};  // g(cb, c, kx, ky, kb): the kernel, channel-blocked
+    Func weight_rows{"winograd_weight_rows"};  // G g along x: (cb, c, ky, kb, a)
     Func weights{"winograd_weights"};      // U(cb, c, kb, a, b) = G g G^T, channel-blocked
     Func input_rows{"winograd_input_rows"};  // B^T d along x: (c, tx, ty, n, a, row)
     Func input{"winograd_input"};          // V(c, tx, ty, n, a, b) = B^T d B
