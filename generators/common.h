@@ -56,7 +56,7 @@ inline const std::map<std::string, Layout> &layout_names() {
 template <typename Buf>
 void pin_activation(Buf &buf, const std::vector<int> &extents, bool channels_last) {
     pin_shape(buf, extents);
-    if (!channels_last || !channels_last_differs(extents[0], extents[1], extents[2])) return;
+    if (!channels_last) return;
     int strides[4];
     channels_last_strides(extents.data(), strides);
     for (int d = 0; d < 4; d++) buf.dim(d).set_stride(strides[d]);
