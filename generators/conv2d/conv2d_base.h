@@ -139,11 +139,11 @@ protected:
         plan_winograd(w, in_channels, out_channels, width, height);
         const WinogradMatrices &t = w.matrices();
         w.weight_taps(cb, c, kx, ky, kb) = weight(kx, ky, c, kb * w.B + cb);
-        std::vector<Expr> taps;
+        std::vector<Expr> taps, rows;
         for (int i = 0; i < 3; i++) taps.push_back(w.weight_taps(cb, c, i, ky, kb));
         w.weight_rows(cb, c, ky, kb, a) = winograd_apply(t.g, a, taps);
-        w.weights(cb, c, kb, a, b) = winograd_apply(
-            t.g, b, {w.weight_rows(cb, c, 0, kb, a), w.weight_rows(cb, c, 1, kb, a), w.weight_rows(cb, c, 2, kb, a)});
+        for (int i = 0; i < 3; i++) rows.push_back(w.weight_rows(cb, c, i, kb, a));
+        w.weights(cb, c, kb, a, b) = winograd_apply(t.g, b, rows);
         define_winograd_input(w, src);
 
         w.r = RDom(0, in_channels, "r_winograd");
