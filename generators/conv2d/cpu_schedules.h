@@ -101,17 +101,31 @@ void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func sr
     w.product.update().vectorize(cb).unroll(kb);
 }
 
-// The input transform, computed at `level` (a chunk or a group): all of a
-// tile's values from one patch, 16 channels at a time.
+// The input transform, computed at `level` (a chunk, a group or a row of
+// products): a block of 16 channels of a tile at a time, its 25 row sums in
+// registers (or L1), its 25 values stored next to each other. Stored in (a, b)
+// planes instead, the 25 stores went to streams a multiple of 4 KB apart (one
+// L1 set: 64 KB at 128 channels), and
+// computing one (a, b) value over all channels before the next loaded every
+// patch value 3 times. EPYC (Zen 5): the twelve 3x3 passes 4% faster (AVX-512)
+// and 3% (AVX2), the step 4% and 4.5% (docs/PERFORMANCE.md).
 template <typename T>
 void Conv2dBase<T>::schedule_winograd_input_cpu(Winograd &w, LoopLevel level, int in_channels) {
-    w.input.compute_at(level).reorder(c, a, b, tx, ty, n).unroll(a).unroll(b);
-    w.input_rows.compute_at(w.input, tx).reorder(c, a, row, tx, ty, n).unroll(a).unroll(row);
     const int lanes = channel_block(in_channels);
-    if (lanes >= 4) {
-        w.input.vectorize(c, lanes);
-        w.input_rows.vectorize(c, lanes);
+    if (lanes < 4) {
+        w.input.compute_at(level).reorder(c, a, b, tx, ty, n).unroll(a).unroll(b);
+        w.input_rows.compute_at(w.input, tx).reorder(c, a, row, tx, ty, n).unroll(a).unroll(row);
+        return;
     }
+    Var co{"co"}, ci{"ci"};
+    w.input.compute_at(level)
+        .split(c, co, ci, lanes)
+        .reorder(ci, a, b, co, tx, ty, n)
+        .vectorize(ci)
+        .unroll(a)
+        .unroll(b)
+        .reorder_storage(c, a, b, tx, ty, n);
+    w.input_rows.compute_at(w.input, co).vectorize(c).unroll(a).unroll(row);
 }
 
 // CPU schedule of the result `out` (channel var ch) read out of the
