@@ -103,12 +103,12 @@ void Conv2dBase<T>::schedule_winograd_cpu(Winograd &w, Func out, Var ch, Func sr
 
 // The input transform, computed at `level` (a chunk, a group or a row of
 // products): a block of 16 channels of a tile at a time, its 25 row sums in
-// registers (or L1), its 25 values stored next to each other. Stored in (a, b)
-// planes instead, the 25 stores went to streams a multiple of 4 KB apart (one
-// L1 set: 64 KB at 128 channels), and
-// computing one (a, b) value over all channels before the next loaded every
-// patch value 3 times. EPYC (Zen 5): the twelve 3x3 passes 4% faster (AVX-512)
-// and 3% (AVX2), the step 4% and 4.5% (docs/PERFORMANCE.md).
+// registers (or L1), its 25 values stored next to each other. Stored in
+// (a, b) planes instead, the 25 stores went to streams a multiple of 4 KB
+// apart (one L1 set: 64 KB at 128 channels), and computing one (a, b) value
+// over all channels before the next loaded every patch value 3 times. EPYC
+// (Zen 5): the twelve 3x3 passes 4-9% faster with AVX-512 and 3% with AVX2,
+// the step 4% and 4.5% (docs/PERFORMANCE.md).
 template <typename T>
 void Conv2dBase<T>::schedule_winograd_input_cpu(Winograd &w, LoopLevel level, int in_channels) {
     const int lanes = channel_block(in_channels);
