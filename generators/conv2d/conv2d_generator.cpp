@@ -455,7 +455,7 @@ private:
         // Winograd's products share no operand: a tile is vo x tc of one of them.
         const bool taps_in_tile = !winograd.active;
         const auto [vo, tc, taps] = choose_weight_gradient_tile(CO / B / kb_groups, CI, taps_in_tile ? int(K) : 1,
-                                                                registers(), split_products);
+                                                                registers(), winograd.active);
         const int chunks = N / NC;
         if (split_products) return schedule_split_products_cpu(vo, tc);
         // Runs of chunks in parallel (parallel_parts), each with its own partial sums.
@@ -467,10 +467,13 @@ private:
         // Tiles sweep 16 input channels (one cache line of the channels-last
         // input per pixel) for every channel block before the next 16: that
         // input slice stays in L2 while the blocks' d_output slices stream.
-        int group = std::max(1, 16 / tc);
+        // A ragged last tile guarded (see schedule_split_products_cpu), and
+        // no groups: they would not divide its tiles.
+        const bool ragged = CI % tc != 0;
+        int group = ragged ? 1 : std::max(1, 16 / tc);
         while ((CI / tc) % group) group--;
         partial.update()
-            .split(ci, cio, cii, tc)
+            .split(ci, cio, cii, tc, TailStrategy::GuardWithIf)
             .split(cio, cig, cio, group)
             .split(kb, kbo, kbi, vo)
             .vectorize(cb)

@@ -90,12 +90,13 @@ struct WeightGradientTile {
     int vo, tc, taps;
 };
 
-// With `ragged_channels` (the Winograd weight gradient's split products,
-// whose last tile is cut to the channels left), tc need not divide the input
-// channels where the whole-divisor tiles keep no more than the 8 accumulator
-// registers two FMA pipes of latency 4 need: on AVX2 at 256 and 512
-// channels, 1 x 6 (12 ymm) took 29.4 and 32.7 ms where 1 x 4 took 30.3 and
-// 37.1; on AVX-512 the ragged 4 x 6 (against 4 x 4, 16 zmm) was 2-4% slower.
+// With `ragged_channels` (the Winograd weight gradient, whose last tile is
+// cut to the channels left), tc need not divide the input channels where the
+// whole-divisor tiles keep no more than the 8 accumulator registers two FMA
+// pipes of latency 4 need: on AVX2 at 256 and 512 channels (split products),
+// 1 x 6 (12 ymm) took 29.4 and 32.7 ms where 1 x 4 took 30.3 and 37.1; at 64
+// and 128 channels (chunks) 5-6% less time; on AVX-512 the ragged 4 x 6
+// (against 4 x 4, 16 zmm) was 2-4% slower.
 inline WeightGradientTile choose_weight_gradient_tile(int blocks, int in_channels, int row_taps,
                                                       const VectorRegisters &regs, bool ragged_channels = false) {
     auto search = [&](bool ragged) {
