@@ -193,9 +193,14 @@ inline void schedule_channel_sum_channels_last(Func s, Var c, int C, int N) {
     for (Stage stage : {Stage(partial), partial.update(), Stage(s)}) vectorize_channels(stage, c, C);
 }
 
+// The max pool's argmax encoding, which its forward writes and both
+// gradients (max_pool_gradient, the batch norm's scatter) read: an input
+// pixel's position y * width + x within its plane.
+inline Expr argmax_index(Expr x, Expr y, int width) { return y * width + x; }
+
 // The gradient of a K x K max pool (stride S, padding P) at input pixel
 // (x, y): d_output summed over the ceil(K/S)^2 windows that can contain the
-// pixel and whose argmax (y * width + x) is this pixel. d_output and argmax
+// pixel and whose argmax (argmax_index) is this pixel. d_output and argmax
 // must read 0 and -1 outside the pooled output. One expression, no
 // reduction loop: a pointwise stage.
 inline Expr max_pool_gradient(Func d_output, Func argmax, Var x, Var y, Var c, Var n, int width, int K, int S, int P) {
@@ -203,7 +208,7 @@ inline Expr max_pool_gradient(Func d_output, Func argmax, Var x, Var y, Var c, V
     for (int qy = 0; qy < gather_taps(K, S); qy++) {
         for (int qx = 0; qx < gather_taps(K, S); qx++) {
             Expr ox = gather_output<Expr>(x, qx, S, P), oy = gather_output<Expr>(y, qy, S, P);
-            sum += select(argmax(ox, oy, c, n) == y * width + x, d_output(ox, oy, c, n), 0.0f);
+            sum += select(argmax(ox, oy, c, n) == argmax_index(x, y, width), d_output(ox, oy, c, n), 0.0f);
         }
     }
     return sum;

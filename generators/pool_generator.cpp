@@ -21,8 +21,6 @@ protected:
     int HO() const { return window_out(H, K, S, P); }
     std::vector<int> input_shape() const { return {W, H, C, N}; }
     std::vector<int> output_shape() const { return {WO(), HO(), C, N}; }
-    // The argmax encoding: position of an input pixel within its (h, w) plane.
-    Expr plane_index(Expr ix, Expr iy) const { return iy * (int)W + ix; }
 };
 
 class MaxPoolForward : public MaxPoolBase<MaxPoolForward> {
@@ -39,7 +37,7 @@ public:
         Expr ix = window_tap(x, r.x, S, P), iy = window_tap(y, r.y, S, P);
         Expr v = padded(ix, iy, c, n);
         best(x, y, c, n) = Tuple(Float(32).min(), -1);
-        best(x, y, c, n) = select(v > best(x, y, c, n)[0], Tuple(v, plane_index(ix, iy)), best(x, y, c, n));
+        best(x, y, c, n) = select(v > best(x, y, c, n)[0], Tuple(v, argmax_index(ix, iy, int(W))), best(x, y, c, n));
         output(x, y, c, n) = best(x, y, c, n)[0];
         argmax(x, y, c, n) = best(x, y, c, n)[1];
     }
