@@ -320,10 +320,10 @@ protected:
             f(x, y, c, n) = max_pool_gradient(d_pool, argmax, x, y, c, n, this->W, pool_k, pool_s, pool_p);
         } else {
             RDom r(0, box[0], 0, box[1], std::string(f.name()) + "_r");
-            // argmax_index decoded: x = at % W, y = at / W.
             Expr at = clamp((*pool_argmax)(r.x, r.y, c, n), 0, int(this->W) * int(this->H) - 1);
+            const auto [ax, ay] = argmax_pixel(at, int(this->W));
             f(x, y, c, n) = 0.0f;
-            f(at % int(this->W), at / int(this->W), c, n) += (*pool_d_output)(r.x, r.y, c, n);
+            f(ax, ay, c, n) += (*pool_d_output)(r.x, r.y, c, n);
         }
     }
     void pin_gradient_inputs() {

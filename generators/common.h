@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "Halide.h"
@@ -195,8 +196,9 @@ inline void schedule_channel_sum_channels_last(Func s, Var c, int C, int N) {
 
 // The max pool's argmax encoding, which its forward writes and both
 // gradients (max_pool_gradient, the batch norm's scatter) read: an input
-// pixel's position y * width + x within its plane.
+// pixel's position y * width + x within its plane; argmax_pixel decodes it.
 inline Expr argmax_index(Expr x, Expr y, int width) { return y * width + x; }
+inline std::pair<Expr, Expr> argmax_pixel(Expr index, int width) { return {index % width, index / width}; }
 
 // The gradient of a K x K max pool (stride S, padding P) at input pixel
 // (x, y): d_output summed over the ceil(K/S)^2 windows that can contain the
